@@ -1,0 +1,1 @@
+"""udcshield.attacks"""
