@@ -36,3 +36,22 @@ def torch_generator(global_seed: int, stage: str, key: str | int = "", device: s
     gen = torch.Generator(device=device)
     gen.manual_seed(derive_seed(global_seed, stage, key))
     return gen
+
+
+class seeded_init:
+    """Context manager: seed torch's default generator for parameter initialisation, then restore it.
+
+    ``torch.nn`` layers draw their initial weights from the default generator; this pins those draws to
+    ``derive_seed(global_seed, stage, key)`` without leaking state to the caller.
+    """
+
+    def __init__(self, global_seed: int, stage: str, key: str | int = "init") -> None:
+        self._seed = derive_seed(global_seed, stage, key)
+        self._fork = torch.random.fork_rng(devices=[])
+
+    def __enter__(self) -> None:
+        self._fork.__enter__()
+        torch.manual_seed(self._seed)
+
+    def __exit__(self, *exc: object) -> None:
+        self._fork.__exit__(*exc)

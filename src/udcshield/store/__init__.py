@@ -1,1 +1,1 @@
-"""udcshield.store"""
+"""Artifact storage: zarr image stores, atomic writes, hashing, provenance."""

@@ -1,0 +1,118 @@
+"""One Prefect flow per pipeline stage. ``dvc.yaml`` runs each through ``python -m flows <stage>``.
+
+Flows take the path of ``params.yaml`` and the data root, validate the params before any work, choose
+the device at the edge (``auto`` -> CUDA when present) and compose the stage's tasks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact
+
+from tasks import robustness as rt
+from tasks import simulate as st
+from tasks import train as tt
+from udcshield.config import Params, load_params
+from udcshield.pipeline import attack, evaluate, purify
+from udcshield.pipeline.layout import Layout, resolve_device
+
+
+def _setup(params_path: str, data_root: str) -> tuple[Params, Layout]:
+    return load_params(params_path), Layout(Path(data_root))
+
+
+@flow(name="simulate", log_prints=True)
+def simulate_flow(params_path: str = "params.yaml", data_root: str = "data") -> dict[str, Any]:
+    """Embedded photos -> pseudo-HDR -> PSF bank -> paired train/test zarr stores."""
+    params, layout = _setup(params_path, data_root)
+    psfs = st.psf_bank(params)
+    splits = {split: st.simulate_split(params, psfs, split) for split in ("train", "test")}
+    return st.write_simulated(params, layout, psfs, splits)
+
+
+@flow(name="train", log_prints=True)
+def train_flow(params_path: str = "params.yaml", data_root: str = "data") -> dict[str, Any]:
+    """Train the base restorer on the simulated training pairs."""
+    params, layout = _setup(params_path, data_root)
+    device = resolve_device(params.device)
+    inputs, targets, _ = tt.load_split(str(layout.train_store))
+    model, history = tt.fit_restorer(params, inputs, targets, device)
+    return tt.save_restorer(params, layout, model, history, device)
+
+
+@flow(name="train_purifier", log_prints=True)
+def train_purifier_flow(params_path: str = "params.yaml", data_root: str = "data") -> dict[str, Any]:
+    """Train the diffusion purifier on the degraded training inputs."""
+    params, layout = _setup(params_path, data_root)
+    device = resolve_device(params.device)
+    inputs, _, _ = tt.load_split(str(layout.train_store))
+    purifier, history = tt.fit_purifier(params, inputs, device)
+    return tt.save_purifier(params, layout, purifier, history, device)
+
+
+@flow(name="finetune", log_prints=True)
+def finetune_flow(params_path: str = "params.yaml", data_root: str = "data") -> dict[str, Any]:
+    """Purify the training inputs at several depths and fine-tune the restorer on them."""
+    params, layout = _setup(params_path, data_root)
+    device = resolve_device(params.device)
+    inputs, targets, ids = tt.load_split(str(layout.train_store))
+    ft_inputs, ft_targets = tt.purify_training_inputs(params, layout, inputs, targets, ids, device)
+    model, history = tt.fit_finetuned(params, layout, ft_inputs, ft_targets, device)
+    return tt.save_finetuned(params, layout, model, history, int(ft_inputs.shape[0]), device)
+
+
+@flow(name="attack", log_prints=True)
+def attack_flow(params_path: str = "params.yaml", data_root: str = "data") -> dict[str, Any]:
+    """Craft every adversarial set (variant x attack x budget) on the bare restorers."""
+    params, layout = _setup(params_path, data_root)
+    device = resolve_device(params.device)
+    inputs, targets, ids = tt.load_split(str(layout.test_store))
+    results = {attack.array_name(v, spec.name, b): rt.craft(params, layout, v, spec, b, inputs, targets, ids, device)
+               for v, spec, b in attack.conditions(params)}
+    return rt.write_adversarial(params, layout, results, device)
+
+
+@flow(name="purify", log_prints=True)
+def purify_flow(params_path: str = "params.yaml", data_root: str = "data") -> dict[str, Any]:
+    """Purify the clean test inputs and every adversarial set."""
+    params, layout = _setup(params_path, data_root)
+    device = resolve_device(params.device)
+    _, _, ids = tt.load_split(str(layout.test_store))
+    purified = {name: rt.purify_set(params, layout, name, images, ids, device)
+                for name, images in purify.input_sets(params, layout).items()}
+    return rt.write_purified(params, layout, purified, device)
+
+
+@flow(name="evaluate", log_prints=True)
+def evaluate_flow(params_path: str = "params.yaml", data_root: str = "data") -> dict[str, Any]:
+    """Score every (variant, defense, attack, budget) cell per image."""
+    params, layout = _setup(params_path, data_root)
+    device = resolve_device(params.device)
+    _, targets, ids = tt.load_split(str(layout.test_store))
+    records = [r for cell in evaluate.cells(params) for r in rt.score_cell(params, layout, cell, targets, ids, device)]
+    return rt.write_evaluation(params, layout, records)
+
+
+@flow(name="report", log_prints=True)
+def report_flow(params_path: str = "params.yaml", data_root: str = "data") -> dict[str, Any]:
+    """Render the markdown report and publish it as a Prefect artifact."""
+    params, layout = _setup(params_path, data_root)
+    result = rt.render_report(params, layout)
+    create_markdown_artifact(key="robustness-report", markdown=layout.report.read_text(),
+                             description="udcshield robustness report")
+    return result
+
+
+STAGE_FLOWS = {
+    "simulate": simulate_flow,
+    "train": train_flow,
+    "train_purifier": train_purifier_flow,
+    "finetune": finetune_flow,
+    "attack": attack_flow,
+    "purify": purify_flow,
+    "evaluate": evaluate_flow,
+    "report": report_flow,
+}

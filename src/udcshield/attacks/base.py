@@ -1,0 +1,262 @@
+"""Image-to-image attack base speaking torchattacks' interface.
+
+White-box attacks on UDC restorers (Song et al., arXiv 2402.13629) perturb the tone-mapped input
+(B x 3 x H x W, float32, in [0, 1]) within an L-infinity ball of radius eps to maximize the distortion
+of the restored output (Goodfellow et al. 2015; Madry et al. 2018). Usage mirrors torchattacks::
+
+    atk = PGD(model, eps=8 / 256)
+    adv = atk(inputs, targets, seeds=[...])   # targets: ground truth, B x 3 x H x W
+    atk.last_cost                              # {"iterations", "forward_backward", "forward_only", "seconds"}
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import time
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torchattacks.attack import Attack
+
+from udcshield.attacks.objectives import check_objective, distortion
+from udcshield.seeding import derive_seed
+
+REFERENCES: tuple[str, ...] = ("target", "clean_output")
+
+
+def check_eps(eps: float, name: str = "eps") -> float:
+    """Return ``eps`` as a float if it is a finite number in [0, 1] (image domain), else raise ValueError."""
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps):
+        raise ValueError(f"{name} must be a finite number, got {eps!r}")
+    if eps < 0 or eps > 1:
+        raise ValueError(f"{name} must lie in [0, 1] (image domain, e.g. 8/256), got {eps!r}")
+    return float(eps)
+
+
+def check_images(images: torch.Tensor, name: str = "inputs") -> torch.Tensor:
+    """Validate a batch of images: 4-D (B x C x H x W), float32/float64, finite, values in [0, 1].
+
+    Returns the tensor unchanged; raises ValueError naming ``name`` otherwise.
+    """
+    if not isinstance(images, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(images).__name__}")
+    if images.ndim != 4 or images.shape[0] == 0:
+        raise ValueError(f"{name} must have shape B x C x H x W with B >= 1, got {tuple(images.shape)}")
+    if images.dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"{name} must be float32 or float64, got {images.dtype}")
+    if not bool(torch.isfinite(images).all()):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    if bool((images < 0).any()) or bool((images > 1).any()):
+        lo, hi = float(images.min()), float(images.max())
+        raise ValueError(f"{name} must lie in [0, 1] (tone-mapped domain), got range [{lo}, {hi}]")
+    return images
+
+
+def representable_budget(eps: float, dtype: torch.dtype = torch.float32) -> float:
+    """Largest value of ``dtype`` that is <= eps, so a check ``|adv - x| <= eps`` holds in any precision."""
+    e = torch.tensor(eps, dtype=dtype)
+    if float(e) > eps:
+        e = torch.nextafter(e, torch.zeros_like(e))
+    return float(e)
+
+
+def project_linf(adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
+    """Project ``adv`` onto {a : max|a - x| <= eps, 0 <= a <= 1}, exactly in floating point.
+
+    Clamping to ``x +- eps`` rounds, so a few elements may end one ulp outside the ball; those are moved
+    toward ``x`` with ``torch.nextafter`` until the exact difference is within the largest representable
+    budget <= eps. Afterwards ``(adv - x).abs().max() <= eps`` holds in float32 and in float64, and
+    adv lies in [0, 1] (Madry et al. 2018 projection; budgets as in Song et al., arXiv 2402.13629).
+
+    Args:
+        adv: candidate adversarial images, B x C x H x W (any finite values).
+        x: clean images, same shape, float32 or float64, in [0, 1].
+        eps: L-infinity radius in the image domain, in [0, 1].
+
+    Returns:
+        A new detached tensor of x's dtype and shape.
+    """
+    eps = check_eps(eps)
+    check_images(x, "x")
+    if not isinstance(adv, torch.Tensor) or adv.shape != x.shape:
+        shape = tuple(adv.shape) if isinstance(adv, torch.Tensor) else type(adv).__name__
+        raise ValueError(f"adv must be a tensor of shape {tuple(x.shape)}, got {shape}")
+    if not bool(torch.isfinite(adv).all()):
+        raise ValueError("adv contains NaN or infinite values")
+    x = x.detach()
+    bound = representable_budget(eps, x.dtype)
+    lo = (x - bound).clamp(min=0.0)
+    hi = (x + bound).clamp(max=1.0)
+    out = torch.minimum(torch.maximum(adv.detach().to(x.dtype), lo), hi)
+    x64 = x.double()
+    for _ in range(8):
+        bad = (out.double() - x64).abs() > bound
+        if not bool(bad.any()):
+            return out
+        out = torch.where(bad, torch.nextafter(out, x), out)
+    return torch.where(bad, x, out)  # safety net; not reached in practice
+
+
+class ImageAttack(Attack):
+    """Base class for image-to-image (restoration) attacks with torchattacks' interface.
+
+    Subclasses implement ``_attack(x, ref, seeds) -> adv``; this class validates inputs, builds the
+    reference (ground truth or the clean output), projects the result exactly onto the budget
+    (:func:`project_linf`), records the cost in ``last_cost`` and restores every submodule's
+    train/eval flag, even when the attack raises. Model parameters are never modified: gradients are
+    taken with ``torch.autograd.grad`` with respect to the input only.
+
+    Args:
+        name: attack name shown by ``repr`` (torchattacks convention).
+        model: image-to-image module mapping B x C x H x W in [0, 1] to an image of the same shape.
+        eps: L-infinity budget in the [0, 1] domain (the study uses 1, 2, 4, 8 / 256).
+        objective: "mse" or "l1" distortion, maximized (untargeted).
+        reference: "target" (distortion against the ground truth passed as the second call argument) or
+            "clean_output" (against the model's own output on the clean input, computed under no_grad;
+            the gradient vanishes at delta = 0, so attacks force a random start).
+        seed: base seed for random starts when a call passes no ``seeds``; per-image seeds are then
+            ``derive_seed(seed, "attack/<name>", position)`` and depend on the position in the batch.
+
+    Call: ``atk(inputs, targets=None, seeds=None)``; ``seeds`` is one int per image. Each image's
+    random-start noise comes from ``torch.Generator("cpu").manual_seed(seed_i)``, so it does not
+    depend on the batch composition or the device. Runs on ``self.device`` (set from the model by
+    torchattacks, or by ``set_device``), or on the inputs' device when that is None.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        model: nn.Module,
+        eps: float,
+        objective: str = "mse",
+        reference: str = "target",
+        seed: int = 0,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if reference not in REFERENCES:
+            raise ValueError(f"reference must be one of {list(REFERENCES)}, got {reference!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        if any(True for _ in model.parameters()):
+            super().__init__(name, model)
+        else:  # torchattacks prints a device warning for parameter-free models; we follow the inputs
+            with contextlib.redirect_stdout(io.StringIO()):
+                super().__init__(name, model)
+            self.device = None
+        self.eps = check_eps(eps)
+        self.objective = check_objective(objective)
+        self.reference = reference
+        self.seed = seed
+        self.supported_mode = ["default"]
+        self.last_cost: dict[str, float] = {
+            "iterations": 0, "forward_backward": 0, "forward_only": 0, "seconds": 0.0
+        }
+
+    def __setattr__(self, name: str, value: object) -> None:
+        # torchattacks' __setattr__ scans every value against a shared, ever-growing list (with ``==``,
+        # which fails on tensors); only nested Attack objects need registering.
+        object.__setattr__(self, name, value)
+        registry = self.__dict__.get("_attacks")
+        if registry is not None and isinstance(value, Attack):
+            registry[name + ".0"] = value
+            for sub_name, sub in value.__dict__.get("_attacks", {}).items():
+                registry[name + "." + sub_name] = sub
+
+    def __call__(
+        self,
+        inputs: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        *,
+        seeds: Sequence[int] | None = None,
+    ) -> torch.Tensor:
+        """Return adversarial inputs (B x C x H x W, in [0, 1], within eps of ``inputs``)."""
+        modes = [(m, m.training) for m in self.model.modules()]
+        try:
+            return super().__call__(inputs, targets, seeds=seeds)
+        finally:
+            for module, training in modes:
+                module.training = training
+
+    def forward(
+        self,
+        inputs: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        seeds: Sequence[int] | None = None,
+    ) -> torch.Tensor:
+        """Validate, run ``_attack`` and project; see the class docstring."""
+        start = time.perf_counter()
+        check_images(inputs, "inputs")
+        device = self.device if self.device is not None else inputs.device
+        x = inputs.detach().clone().to(device)
+        self._cost = {"iterations": 0, "forward_backward": 0, "forward_only": 0}
+        seed_list = self._seed_list(seeds, x.shape[0])
+        if self.reference == "target":
+            if targets is None:
+                raise ValueError("targets (ground truth) are required when reference='target'")
+            check_images(targets, "targets")
+            ref = targets.detach().to(device=device, dtype=x.dtype)
+        else:
+            with torch.no_grad():
+                ref = self._predict(x).detach()
+            self._cost["forward_only"] += 1
+        with torch.no_grad():
+            adv = project_linf(self._attack(x, ref, seed_list), x, self.eps)
+        self.last_cost = {**self._cost, "seconds": time.perf_counter() - start}
+        return adv
+
+    def _attack(self, x: torch.Tensor, ref: torch.Tensor, seeds: list[int]) -> torch.Tensor:
+        raise NotImplementedError
+
+    # -- helpers for subclasses -------------------------------------------------------------------
+
+    def _seed_list(self, seeds: Sequence[int] | None, batch: int) -> list[int]:
+        if seeds is None:
+            return [derive_seed(self.seed, f"attack/{self.attack}", i) for i in range(batch)]
+        if isinstance(seeds, torch.Tensor):
+            seeds = seeds.tolist()
+        if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence):
+            raise ValueError(f"seeds must be a sequence of ints, got {type(seeds).__name__}")
+        if len(seeds) != batch:
+            raise ValueError(f"seeds must have one entry per image ({batch}), got {len(seeds)}")
+        for s in seeds:
+            if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s < 2**64:
+                raise ValueError(f"seeds must be ints in [0, 2**64), got {s!r}")
+        return list(seeds)
+
+    def _generators(self, seeds: list[int]) -> list[torch.Generator]:
+        return [torch.Generator(device="cpu").manual_seed(s) for s in seeds]
+
+    def _uniform_noise(self, gens: list[torch.Generator], like: torch.Tensor) -> torch.Tensor:
+        """Per-image uniform noise in [-eps, eps), drawn on CPU from each image's generator."""
+        noise = torch.stack([torch.rand(like.shape[1:], generator=g, dtype=like.dtype) for g in gens])
+        return ((2 * noise - 1) * self.eps).to(like.device)
+
+    def _box(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Elementwise bounds of the feasible set: max(x - eps, 0) and min(x + eps, 1)."""
+        return (x - self.eps).clamp(min=0.0), (x + self.eps).clamp(max=1.0)
+
+    def _predict(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.get_logits(x)
+        if not isinstance(out, torch.Tensor):
+            raise ValueError(f"model must return a tensor, got {type(out).__name__}")
+        return out
+
+    def _loss_grad(self, adv: torch.Tensor, ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gradient of the summed per-image distortion w.r.t. ``adv`` and the distortion (B,)."""
+        with torch.enable_grad():
+            a = adv.detach().requires_grad_(True)
+            dist = distortion(self._predict(a), ref, self.objective)
+            (grad,) = torch.autograd.grad(dist.sum(), a)
+        self._cost["forward_backward"] += 1
+        return grad, dist.detach()
+
+    def _score(self, adv: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        """Distortion (B,) of ``adv`` without gradients."""
+        with torch.no_grad():
+            dist = distortion(self._predict(adv), ref, self.objective)
+        self._cost["forward_only"] += 1
+        return dist

@@ -1,0 +1,410 @@
+"""Typed, frozen configuration for every pipeline stage, read from ``params.yaml``.
+
+One dataclass per ``params.yaml`` section. Loading is strict: unknown keys, missing keys, wrong types
+and out-of-range values are errors raised before any work starts, each naming the offending key by its
+dotted path (e.g. ``attack.attacks[0].budgets[2]``).
+
+Budgets are integers in units of 1/256 of the tone-mapped [0, 1] image domain, as in Song et al.
+(arXiv 2402.13629).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A params file is malformed; the message names the offending key."""
+
+
+# --------------------------------------------------------------------------------------------- sections
+@dataclass(frozen=True)
+class OpticsConfig:
+    """Display mask and lens: see :func:`udcshield.physics.psf.compute_psf` (DESIGN.md section 3)."""
+
+    mask: Literal["toled", "poled", "circle", "open"] = "toled"
+    pitch_um: float = 168.0
+    open_ratio: float = 0.238
+    focal_length_mm: float = 4.67
+    f_number: float = 2.0
+    wavelengths_nm: tuple[float, ...] = (610.0, 530.0, 470.0)
+    sensor_pitch_um: float = 2.0
+    support_px: int = 33
+    oversample: int = 4
+    bank_size: int = 1
+
+    def validate(self, where: str) -> None:
+        _positive(self, where, "pitch_um", "focal_length_mm", "f_number", "sensor_pitch_um", "support_px",
+                  "oversample", "bank_size")
+        if not 0.0 < self.open_ratio <= 1.0:
+            raise ConfigError(f"{where}.open_ratio must be in (0, 1], got {self.open_ratio}")
+        if self.support_px % 2 != 1:
+            raise ConfigError(f"{where}.support_px must be odd (PSF centred on a pixel), got {self.support_px}")
+        if len(self.wavelengths_nm) != 3 or any(w <= 0 for w in self.wavelengths_nm):
+            raise ConfigError(f"{where}.wavelengths_nm must be three positive numbers (R, G, B), "
+                              f"got {list(self.wavelengths_nm)}")
+
+
+@dataclass(frozen=True)
+class HdrConfig:
+    """Pseudo-HDR scene synthesis from LDR photos: see :func:`udcshield.physics.hdr.pseudo_hdr`."""
+
+    highlight_threshold: float = 0.95
+    highlight_gain: float = 20.0
+    n_light_sources: int = 2
+    light_gain_range: tuple[float, float] = (8.0, 100.0)
+    light_radius_px: tuple[float, float] = (1.0, 3.0)
+
+    def validate(self, where: str) -> None:
+        if not 0.0 < self.highlight_threshold <= 1.0:
+            raise ConfigError(f"{where}.highlight_threshold must be in (0, 1], got {self.highlight_threshold}")
+        _non_negative(self, where, "highlight_gain", "n_light_sources")
+        for name in ("light_gain_range", "light_radius_px"):
+            lo, hi = getattr(self, name)
+            if not 0 < lo <= hi:
+                raise ConfigError(f"{where}.{name} must satisfy 0 < low <= high, got {[lo, hi]}")
+
+
+@dataclass(frozen=True)
+class FormationConfig:
+    """Image formation y = clip(x * k * transmission + noise, 0, saturation), DISCNet convention."""
+
+    saturation: float = 500.0
+    transmission: float = 1.0
+    noise: Literal["none", "poisson_gaussian"] = "none"
+    knee: float = 0.25
+
+    def validate(self, where: str) -> None:
+        _positive(self, where, "saturation", "knee")
+        if not 0.0 < self.transmission <= 1.0:
+            raise ConfigError(f"{where}.transmission must be in (0, 1], got {self.transmission}")
+
+
+@dataclass(frozen=True)
+class SimulateConfig:
+    """Embedded default data: scikit-image photos -> pseudo-HDR -> display-diffraction PSF -> pairs."""
+
+    train_photos: tuple[str, ...] = ("astronaut", "coffee", "hubble_deep_field", "immunohistochemistry", "retina")
+    test_photos: tuple[str, ...] = ("chelsea", "rocket")
+    patch_size: int = 64
+    train_patches_per_image: int = 48
+    test_patches_per_image: int = 8
+    scale: float = 0.5
+    optics: OpticsConfig = field(default_factory=OpticsConfig)
+    hdr: HdrConfig = field(default_factory=HdrConfig)
+    formation: FormationConfig = field(default_factory=FormationConfig)
+
+    def validate(self, where: str) -> None:
+        _positive(self, where, "patch_size", "train_patches_per_image", "test_patches_per_image", "scale")
+        if not self.train_photos or not self.test_photos:
+            raise ConfigError(f"{where}: train_photos and test_photos must both be non-empty")
+        overlap = set(self.train_photos) & set(self.test_photos)
+        if overlap:
+            raise ConfigError(f"{where}: photos {sorted(overlap)} are in both train_photos and test_photos; "
+                              "the split is by source image")
+        self.optics.validate(f"{where}.optics")
+        self.hdr.validate(f"{where}.hdr")
+        self.formation.validate(f"{where}.formation")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Restorer training (Adam, cosine decay): see :func:`udcshield.training.restorer.train_restorer`."""
+
+    model: str = "resunet"
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    iterations: int = 1500
+    batch_size: int = 8
+    crop_size: int = 48
+    lr: float = 2e-3
+    lr_min: float = 1e-5
+    loss: Literal["l2", "l1"] = "l2"
+    flips: bool = True
+    color_jitter: float = 0.05
+
+    def validate(self, where: str) -> None:
+        _positive(self, where, "iterations", "batch_size", "crop_size", "lr")
+        _non_negative(self, where, "lr_min", "color_jitter")
+        if self.lr_min > self.lr:
+            raise ConfigError(f"{where}.lr_min ({self.lr_min}) must not exceed lr ({self.lr})")
+
+
+@dataclass(frozen=True)
+class PurifierConfig:
+    """Diffusion purifier (diffusers UNet2DModel + DDPMScheduler; Ho et al. 2020) and its training."""
+
+    sample_size: int = 64
+    block_out_channels: tuple[int, ...] = (32, 64)
+    layers_per_block: int = 1
+    attention: bool = False
+    num_train_timesteps: int = 1000
+    beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "linear"
+    iterations: int = 2000
+    batch_size: int = 16
+    crop_size: int = 32
+    lr: float = 1e-3
+    lr_min: float = 1e-5
+    flips: bool = True
+
+    def validate(self, where: str) -> None:
+        _positive(self, where, "sample_size", "layers_per_block", "num_train_timesteps", "iterations",
+                  "batch_size", "crop_size", "lr")
+        _non_negative(self, where, "lr_min")
+        if not self.block_out_channels or any(c <= 0 for c in self.block_out_channels):
+            raise ConfigError(f"{where}.block_out_channels must be positive ints, got {list(self.block_out_channels)}")
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Fine-tuning on purified training inputs with varied diffusion depth (Song et al.: 50-100 steps)."""
+
+    t_stars: tuple[int, ...] = (50, 75, 100)
+    num_steps: int | None = None
+    purify_batch_size: int = 32
+    iterations: int = 500
+    batch_size: int = 8
+    crop_size: int = 48
+    lr: float = 5e-4
+    lr_min: float = 1e-5
+    loss: Literal["l2", "l1"] = "l2"
+    flips: bool = True
+    color_jitter: float = 0.05
+    include_clean: bool = True
+
+    def validate(self, where: str) -> None:
+        _positive(self, where, "purify_batch_size", "iterations", "batch_size", "crop_size", "lr")
+        _non_negative(self, where, "lr_min", "color_jitter")
+        if not self.t_stars or any(t <= 0 for t in self.t_stars):
+            raise ConfigError(f"{where}.t_stars must be positive diffusion steps, got {list(self.t_stars)}")
+        if self.num_steps is not None and self.num_steps <= 0:
+            raise ConfigError(f"{where}.num_steps must be positive or null, got {self.num_steps}")
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    """One attack family at several budgets (integers, units of 1/256)."""
+
+    name: Literal["pgd", "fgsm"]
+    budgets: tuple[int, ...] = (1, 2, 4, 8)
+    steps: int = 20
+    random_start: bool = True
+    restarts: int = 1
+
+    def validate(self, where: str) -> None:
+        if not self.budgets:
+            raise ConfigError(f"{where}.budgets must list at least one budget")
+        for i, b in enumerate(self.budgets):
+            if b <= 0:
+                raise ConfigError(f"{where}.budgets[{i}] must be a positive number of 1/256 steps, got {b}")
+        _positive(self, where, "steps", "restarts")
+
+
+@dataclass(frozen=True)
+class AttackConfig:
+    """White-box attacks crafted on each bare restorer (DESIGN.md section 5)."""
+
+    models: tuple[Literal["base", "finetuned"], ...] = ("base", "finetuned")
+    attacks: tuple[AttackSpec, ...] = (AttackSpec(name="pgd"), AttackSpec(name="fgsm", random_start=False))
+    objective: Literal["mse", "l1"] = "mse"
+    reference: Literal["target", "clean_output"] = "target"
+    batch_size: int = 16
+
+    def validate(self, where: str) -> None:
+        _positive(self, where, "batch_size")
+        if not self.models:
+            raise ConfigError(f"{where}.models must list at least one of base, finetuned")
+        names = [a.name for a in self.attacks]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"{where}.attacks lists an attack twice: {names}")
+        for i, spec in enumerate(self.attacks):
+            spec.validate(f"{where}.attacks[{i}]")
+
+
+@dataclass(frozen=True)
+class PurifyConfig:
+    """Purification of every evaluated input set: diffuse to t_star, reverse to 0 (Nie et al. 2022)."""
+
+    t_star: int = 100
+    num_steps: int | None = None
+    batch_size: int = 32
+
+    def validate(self, where: str) -> None:
+        _positive(self, where, "t_star", "batch_size")
+        if self.num_steps is not None and not 0 < self.num_steps <= self.t_star:
+            raise ConfigError(f"{where}.num_steps must be in [1, t_star] or null, got {self.num_steps}")
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """Per-image metrics under the SYNTH convention (DESIGN.md section 4)."""
+
+    metrics: tuple[Literal["psnr", "ssim"], ...] = ("psnr", "ssim")
+    batch_size: int = 32
+
+    def validate(self, where: str) -> None:
+        _positive(self, where, "batch_size")
+        if "psnr" not in self.metrics:
+            raise ConfigError(f"{where}.metrics must include psnr (the headline metric)")
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """Report rendering."""
+
+    table_metric: Literal["psnr", "ssim"] = "psnr"
+
+    def validate(self, where: str) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class Params:
+    """The whole ``params.yaml``."""
+
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    simulate: SimulateConfig = field(default_factory=SimulateConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    purifier: PurifierConfig = field(default_factory=PurifierConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    attack: AttackConfig = field(default_factory=AttackConfig)
+    purify: PurifyConfig = field(default_factory=PurifyConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+
+    def validate(self, where: str = "params") -> None:
+        if self.seed < 0:
+            raise ConfigError(f"seed must be >= 0, got {self.seed}")
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if dataclasses.is_dataclass(value):
+                value.validate(f.name)
+
+
+# --------------------------------------------------------------------------------------------- loading
+def load_params(path: str | Path) -> Params:
+    """Read and validate a params YAML file. Raises ConfigError (missing file, bad YAML, bad key/value)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"params file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"params file {path} is not valid YAML: {exc}") from exc
+    return params_from_dict(raw if raw is not None else {}, source=str(path))
+
+
+def params_from_dict(raw: Any, source: str = "params") -> Params:
+    """Build and validate :class:`Params` from a plain mapping. Raises ConfigError naming the key."""
+    params = _build(Params, raw, "")
+    try:
+        params.validate()
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    return params
+
+
+def to_dict(obj: Any) -> Any:
+    """Resolved config as plain JSON-compatible data (tuples become lists)."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {str(k): to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def _build(cls: type, raw: Any, where: str) -> Any:
+    label = where or "params"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{label} must be a mapping, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ConfigError(f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(_join(where, k) for k in unknown)}"
+                          f" (valid keys: {', '.join(sorted(names))})")
+    kwargs = {name: _coerce(hints[name], value, _join(where, name)) for name, value in raw.items()}
+    return cls(**kwargs)
+
+
+def _join(where: str, key: Any) -> str:
+    return f"{where}.{key}" if where else str(key)
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    origin = get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, where)
+    if origin is Literal:
+        allowed = get_args(tp)
+        if value not in allowed:
+            raise ConfigError(f"{where} must be one of {list(allowed)}, got {value!r}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        options = get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(option, value, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: {value!r} fits none of {options}")
+    if origin is tuple:
+        args = get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list, got {type(value).__name__} {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"{where} must have {len(args)} entries, got {len(value)}")
+        return tuple(_coerce(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a mapping, got {type(value).__name__}")
+        return dict(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be an integer, got {type(value).__name__} {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where} must be a number, got {type(value).__name__} {value!r}")
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ConfigError(f"{where} must be finite, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {type(value).__name__} {value!r}")
+        return value
+    if tp is Any:
+        return value
+    raise TypeError(f"unsupported config type {tp!r} at {where}")
+
+
+def _positive(obj: Any, where: str, *names: str) -> None:
+    for name in names:
+        if getattr(obj, name) <= 0:
+            raise ConfigError(f"{where}.{name} must be > 0, got {getattr(obj, name)}")
+
+
+def _non_negative(obj: Any, where: str, *names: str) -> None:
+    for name in names:
+        if getattr(obj, name) < 0:
+            raise ConfigError(f"{where}.{name} must be >= 0, got {getattr(obj, name)}")

@@ -1,0 +1,308 @@
+"""Diffusion purification (DiffPure) with a DDPM built from diffusers components.
+
+A DDPM (Ho et al., NeurIPS 2020) is an ε-predicting ``diffusers.UNet2DModel`` plus the noise schedule of
+a ``diffusers.DDPMScheduler``. Purification (Nie et al., "Diffusion Models for Adversarial
+Purification", ICML 2022) diffuses the (possibly attacked) input to a moderate timestep t* and runs the
+reverse chain back to 0, washing out small adversarial perturbations; Song et al. (arXiv 2402.13629)
+then fine-tune UDC restorers on such purified inputs.
+
+Value domains: the public API takes and returns tone-mapped images (B, 3, H, W) in [0, 1]; the DDPM
+works in [-1, 1]. The mapping is done only by :meth:`DiffusionPurifier.to_model_space` and
+:meth:`DiffusionPurifier.from_model_space`.
+
+Timestep convention: t counts forward diffusion steps as in Ho et al., t ∈ {0, …, T}, with ᾱ_0 = 1 and
+ᾱ_t = ∏_{s≤t} (1 − β_s). diffusers indexes the same noise levels as t − 1; the conversion happens only
+in :meth:`DiffusionPurifier.predict_noise` and :meth:`DiffusionPurifier.training_loss`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from diffusers import DDPMScheduler, UNet2DModel
+from torch import nn
+from torch.utils.checkpoint import checkpoint as grad_checkpoint
+
+from udcshield.models.checkpoint import load_state_dict_strict, read_checkpoint_folder, write_checkpoint_folder
+from udcshield.models.registry import check_image_batch
+from udcshield.models.unet import pad_to_multiple
+
+__all__ = ["DiffusionPurifier", "save_purifier", "load_purifier", "strided_timesteps"]
+
+BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid")
+PURIFIER_ARCHITECTURE = "ddpm_unet2d"
+Generators = torch.Generator | Sequence[torch.Generator]
+
+
+def strided_timesteps(t_star: int, num_steps: int | None = None) -> list[int]:
+    """Descending timesteps (Ho et al. convention, 1..t_star) at which the reverse chain evaluates the network.
+
+    ``num_steps=None`` gives every step ``[t_star, t_star-1, ..., 1]``; otherwise ``num_steps`` values
+    evenly spaced from ``t_star`` down to 1 (rounded half up), always starting at ``t_star``; with
+    ``num_steps=1`` the single step jumps from t_star straight to 0.
+    """
+    if not isinstance(t_star, int) or isinstance(t_star, bool) or t_star < 0:
+        raise ValueError(f"t_star must be a non-negative int, got {t_star!r}")
+    if num_steps is None or num_steps == t_star:
+        return list(range(t_star, 0, -1))
+    if not isinstance(num_steps, int) or isinstance(num_steps, bool) or not 1 <= num_steps <= t_star:
+        raise ValueError(f"num_steps must be None or an int in [1, t_star={t_star}], got {num_steps!r}")
+    if num_steps == 1:
+        return [t_star]
+    stride = (t_star - 1) / (num_steps - 1)
+    steps = [math.floor(t_star - i * stride + 0.5) for i in range(num_steps)]
+    if len(set(steps)) != num_steps:  # spacing >= 1 makes this unreachable; keep the guarantee explicit
+        raise AssertionError(f"strided timesteps collided: {steps}")
+    return steps
+
+
+def _randn(shape: tuple[int, ...], generator: Generators, like: torch.Tensor) -> torch.Tensor:
+    """Standard normal noise of ``shape`` drawn on the generator's device, then moved next to ``like``.
+
+    A sequence of generators gives one per batch element (per-image seeds, batch-size independent).
+    """
+    if isinstance(generator, torch.Generator):
+        noise = torch.randn(shape, generator=generator, device=generator.device, dtype=like.dtype)
+        return noise.to(like.device)
+    generators = list(generator)
+    if len(generators) != shape[0]:
+        raise ValueError(f"got {len(generators)} generators for a batch of {shape[0]}")
+    draws = [torch.randn((1, *shape[1:]), generator=g, device=g.device, dtype=like.dtype).to(like.device)
+             for g in generators]
+    return torch.cat(draws)
+
+
+class DiffusionPurifier(nn.Module):
+    """DDPM purifier: diffusers ``UNet2DModel`` (ε-prediction) + ``DDPMScheduler`` noise schedule.
+
+    Ho et al. 2020 (DDPM), Nie et al. 2022 (DiffPure), Song et al. arXiv 2402.13629 (purification
+    followed by restorer fine-tuning).
+
+    Args:
+        sample_size: nominal training crop side (stored in the UNet config; any H, W work).
+        block_out_channels: UNet widths per resolution level; H and W are padded internally to a
+            multiple of ``2 ** (len(block_out_channels) - 1)``.
+        layers_per_block: ResNet layers per UNet block.
+        attention: self-attention in the lowest-resolution down/up blocks and the middle block.
+        num_train_timesteps: T.
+        beta_schedule: one of "linear" (β from 1e-4 to 0.02, Ho et al.), "scaled_linear",
+            "squaredcos_cap_v2", "sigmoid".
+
+    How t* maps to noise (defaults: linear, T = 1000). x_t = √ᾱ·x + √(1−ᾱ)·ε in [-1, 1] space, i.e.
+    Gaussian noise of std σ = √((1−ᾱ)/ᾱ) relative to the image, σ/2 in [0, 1] units::
+
+        t*     ᾱ_t*     σ in [0,1] units
+        10     0.9981   0.022  (≈  5.6/256)
+        25     0.9916   0.046  (≈ 11.8/256)
+        50     0.9710   0.086  (≈ 22/256)
+        75     0.9391   0.127  (≈ 33/256)
+        100    0.8970   0.169  (≈ 43/256)   DiffPure's CIFAR-10 choice (t* = 0.1 T)
+        150    0.7883   0.259
+        200    0.6590   0.360
+        300    0.3964   0.617
+
+    Song et al. purify with 50–100 steps. :meth:`alpha_bar` gives ᾱ_t for any configuration.
+    """
+
+    def __init__(
+        self,
+        sample_size: int = 32,
+        block_out_channels: Sequence[int] = (32, 64),
+        layers_per_block: int = 1,
+        attention: bool = False,
+        num_train_timesteps: int = 1000,
+        beta_schedule: str = "linear",
+    ) -> None:
+        super().__init__()
+        channels = tuple(block_out_channels)
+        if not channels or not all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in channels):
+            raise ValueError(f"block_out_channels must be a non-empty sequence of positive ints, got {block_out_channels!r}")
+        for arg, value in (("sample_size", sample_size), ("layers_per_block", layers_per_block),
+                           ("num_train_timesteps", num_train_timesteps)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{arg} must be a positive int, got {value!r}")
+        if beta_schedule not in BETA_SCHEDULES:
+            raise ValueError(f"unknown beta_schedule {beta_schedule!r}; choose one of {list(BETA_SCHEDULES)}")
+        self.init_kwargs: dict[str, Any] = {
+            "sample_size": sample_size, "block_out_channels": list(channels), "layers_per_block": layers_per_block,
+            "attention": bool(attention), "num_train_timesteps": num_train_timesteps, "beta_schedule": beta_schedule,
+        }
+        levels = len(channels)
+        down = ["DownBlock2D"] * levels
+        up = ["UpBlock2D"] * levels
+        if attention:
+            down[-1], up[0] = "AttnDownBlock2D", "AttnUpBlock2D"
+        self.unet = UNet2DModel(
+            sample_size=sample_size, in_channels=3, out_channels=3, block_out_channels=channels,
+            layers_per_block=layers_per_block, down_block_types=tuple(down), up_block_types=tuple(up),
+            add_attention=bool(attention), norm_num_groups=math.gcd(32, *channels),
+            attention_head_dim=8 if all(c % 8 == 0 for c in channels) else None,
+        )
+        self.scheduler = DDPMScheduler(num_train_timesteps=num_train_timesteps, beta_schedule=beta_schedule,
+                                       prediction_type="epsilon", variance_type="fixed_small", clip_sample=True)
+        # ᾱ_t for t = 0..T in float64 (index 0 is the clean image); a constant of the config, not a buffer.
+        self._alpha_bar = [1.0] + self.scheduler.alphas_cumprod.double().tolist()
+        self.multiple = 2 ** (levels - 1)
+
+    # ---- value domain: the only place where [0, 1] <-> [-1, 1] happens ----
+    @staticmethod
+    def to_model_space(x: torch.Tensor) -> torch.Tensor:
+        """[0, 1] image → [-1, 1] DDPM space."""
+        return x * 2.0 - 1.0
+
+    @staticmethod
+    def from_model_space(z: torch.Tensor) -> torch.Tensor:
+        """[-1, 1] DDPM space → [0, 1] image (not clamped)."""
+        return (z + 1.0) * 0.5
+
+    @property
+    def num_train_timesteps(self) -> int:
+        """T, the number of diffusion steps the model was trained for."""
+        return len(self._alpha_bar) - 1
+
+    def alpha_bar(self, t: int) -> float:
+        """ᾱ_t (Ho et al. convention; ᾱ_0 = 1), t ∈ [0, T]."""
+        if not 0 <= t <= self.num_train_timesteps:
+            raise ValueError(f"timestep {t} outside [0, {self.num_train_timesteps}]")
+        return self._alpha_bar[t]
+
+    def _check_device(self, x: torch.Tensor) -> None:
+        param = next(self.unet.parameters())
+        if param.device != x.device:
+            raise ValueError(f"input is on {x.device} but the purifier is on {param.device}; call purifier.to(device)")
+
+    def predict_noise(self, z_t: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
+        """ε̂(z_t, t) for z_t (B, 3, H, W) in DDPM space, H and W multiples of ``self.multiple``.
+
+        ``t`` is an int or a (B,) integer tensor in [1, T] (Ho et al. convention).
+        """
+        if isinstance(t, int):
+            t = torch.full((z_t.shape[0],), t, dtype=torch.long, device=z_t.device)
+        return self.unet(z_t, t.to(z_t.device) - 1).sample
+
+    def training_loss(self, x0: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """DDPM simple loss (Ho et al. 2020, Eq. 14): E‖ε − ε̂(√ᾱ_t x0 + √(1−ᾱ_t) ε, t)‖², t ~ U{1..T}.
+
+        ``x0``: (B, 3, H, W) clean images in [0, 1], H and W multiples of ``self.multiple``.
+        Returns a scalar tensor. Draw order: timesteps, then noise.
+        """
+        check_image_batch(x0, "x0", finite=False)
+        if x0.shape[-2] % self.multiple or x0.shape[-1] % self.multiple:
+            raise ValueError(f"training crops must be multiples of {self.multiple}, got {tuple(x0.shape[-2:])}")
+        self._check_device(x0)
+        batch = x0.shape[0]
+        t = torch.randint(1, self.num_train_timesteps + 1, (batch,), generator=generator, device=generator.device)
+        noise = _randn(tuple(x0.shape), generator, x0)
+        alpha_bar = torch.tensor(self._alpha_bar, dtype=torch.float64)[t.cpu()].to(x0.device, x0.dtype).view(-1, 1, 1, 1)
+        z_t = alpha_bar.sqrt() * self.to_model_space(x0) + (1.0 - alpha_bar).sqrt() * noise
+        return F.mse_loss(self.predict_noise(z_t, t.to(x0.device)), noise)
+
+    def reverse_step(self, z_t: torch.Tensor, eps: torch.Tensor, t: int, s: int, generator: Generators,
+                     clip_denoised: bool = True) -> torch.Tensor:
+        """One DDPM posterior step z_t → z_s (s < t, possibly non-adjacent; Ho et al. Eq. 6–7).
+
+        With a_ts = ᾱ_t/ᾱ_s and b_ts = 1 − a_ts: x̂0 = (z_t − √(1−ᾱ_t) ε̂)/√ᾱ_t (clipped to [-1, 1] if
+        ``clip_denoised``), mean = √ᾱ_s b_ts/(1−ᾱ_t) x̂0 + √a_ts (1−ᾱ_s)/(1−ᾱ_t) z_t,
+        variance = (1−ᾱ_s)/(1−ᾱ_t) b_ts; no noise is added when s = 0.
+        """
+        abar_t, abar_s = self._alpha_bar[t], self._alpha_bar[s]
+        a_ts = abar_t / abar_s
+        b_ts = 1.0 - a_ts
+        x0_hat = (z_t - math.sqrt(1.0 - abar_t) * eps) / math.sqrt(abar_t)
+        if clip_denoised:
+            x0_hat = x0_hat.clamp(-1.0, 1.0)
+        mean = (math.sqrt(abar_s) * b_ts / (1.0 - abar_t)) * x0_hat \
+            + (math.sqrt(a_ts) * (1.0 - abar_s) / (1.0 - abar_t)) * z_t
+        if s == 0:
+            return mean
+        variance = max((1.0 - abar_s) / (1.0 - abar_t) * b_ts, 1e-20)
+        return mean + math.sqrt(variance) * _randn(tuple(z_t.shape), generator, z_t)
+
+    def purify(
+        self,
+        x: torch.Tensor,
+        *,
+        t_star: int,
+        num_steps: int | None = None,
+        generator: Generators,
+        clip_denoised: bool = True,
+        checkpoint: bool = False,
+    ) -> torch.Tensor:
+        """DiffPure (Nie et al. 2022): diffuse ``x`` to t*, then run the DDPM reverse chain to 0.
+
+        Args:
+            x: (B, 3, H, W) images in [0, 1], any H, W (padded internally, cropped back).
+            t_star: diffusion depth in [0, T] (see the class docstring for its noise level). 0 returns
+                a copy of ``x`` (no noise, no network call).
+            num_steps: network evaluations; None = every step t*, …, 1; fewer = an evenly strided
+                subset (:func:`strided_timesteps`) with the exact DDPM posterior between them.
+            generator: one generator, or one per image (per-image seeds); draw order is the forward
+                noise, then one noise draw per reverse step except the last.
+            clip_denoised: clip x̂0 to [-1, 1] in each step (as DDPM sampling does).
+            checkpoint: recompute UNet activations in the backward pass (saves memory when an
+                adaptive attack differentiates through the chain; same values and gradients).
+
+        Returns:
+            (B, 3, H, W) purified images clamped to [0, 1]. Grad mode is left to the caller: under
+            ``torch.enable_grad`` gradients flow to ``x`` (nothing is detached).
+        """
+        check_image_batch(x, "purify input")
+        self._check_device(x)
+        if not isinstance(t_star, int) or isinstance(t_star, bool) or not 0 <= t_star <= self.num_train_timesteps:
+            raise ValueError(f"t_star must be an int in [0, {self.num_train_timesteps}], got {t_star!r}")
+        steps = strided_timesteps(t_star, num_steps)
+        if t_star == 0:
+            return x.clone()
+        height, width = x.shape[-2:]
+        z0, _ = pad_to_multiple(self.to_model_space(x), self.multiple)
+        abar = self._alpha_bar[t_star]
+        z = math.sqrt(abar) * z0 + math.sqrt(1.0 - abar) * _randn(tuple(z0.shape), generator, z0)
+        for i, t in enumerate(steps):
+            s = steps[i + 1] if i + 1 < len(steps) else 0
+            if checkpoint and torch.is_grad_enabled():
+                eps = grad_checkpoint(self.predict_noise, z, t, use_reentrant=False)
+            else:
+                eps = self.predict_noise(z, t)
+            z = self.reverse_step(z, eps, t, s, generator, clip_denoised=clip_denoised)
+        return self.from_model_space(z[..., :height, :width]).clamp(0.0, 1.0)
+
+    def forward(self, x: torch.Tensor, *, t_star: int, num_steps: int | None = None,
+                generator: Generators) -> torch.Tensor:
+        """Alias of :meth:`purify` so the purifier composes as a module: (B, 3, H, W) [0, 1] → same."""
+        return self.purify(x, t_star=t_star, num_steps=num_steps, generator=generator)
+
+
+def save_purifier(purifier: DiffusionPurifier, directory: str | os.PathLike[str],
+                  extra: dict[str, Any] | None = None) -> None:
+    """Save ``purifier`` as ``config.json`` + ``model.safetensors`` (atomic; see models.checkpoint)."""
+    if not isinstance(purifier, DiffusionPurifier):
+        raise TypeError(f"expected a DiffusionPurifier, got {type(purifier).__name__}")
+    write_checkpoint_folder(directory, kind="purifier", architecture=PURIFIER_ARCHITECTURE,
+                            kwargs=purifier.init_kwargs, state_dict=purifier.state_dict(), extra=extra)
+
+
+def load_purifier(directory: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> DiffusionPurifier:
+    """Load a purifier saved by :func:`save_purifier`; returned in eval mode on ``device``.
+
+    Same errors as :func:`udcshield.models.checkpoint.load_checkpoint` (missing folder/files, pickle
+    instead of safetensors, unknown architecture, weights that do not fit).
+    """
+    config, state_dict = read_checkpoint_folder(directory, kind="purifier", device="cpu")
+    if config["architecture"] != PURIFIER_ARCHITECTURE:
+        raise ValueError(f"checkpoint {directory} uses unknown purifier architecture {config['architecture']!r}; "
+                         f"available: {PURIFIER_ARCHITECTURE}")
+    kwargs = dict(config["kwargs"])
+    if "block_out_channels" in kwargs:
+        kwargs["block_out_channels"] = tuple(kwargs["block_out_channels"])
+    try:
+        purifier = DiffusionPurifier(**kwargs)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"checkpoint {directory}: cannot build the purifier from its kwargs: {err}") from None
+    load_state_dict_strict(purifier, state_dict, str(Path(directory) / "model.safetensors"))
+    return purifier.to(device).eval()

@@ -1,0 +1,217 @@
+"""Checkpoint folders: ``config.json`` + ``model.safetensors``, written atomically, never pickled.
+
+Folder format (shared by restorers and the diffusion purifier)::
+
+    <directory>/config.json        {"format": "udcshield-checkpoint", "format_version": 1,
+                                    "kind": "restorer" | "purifier", "architecture": <name>,
+                                    "kwargs": {...init kwargs...}, "extra": {...free JSON...}}
+    <directory>/model.safetensors  the state dict (safetensors, CPU tensors)
+
+A checkpoint is written into a temporary sibling folder and renamed into place only when both files are
+complete, so a crash never leaves a folder that looks finished. Loading never unpickles: a ``.pt``,
+``.pth``, ``.bin``, ``.pkl`` or ``.ckpt`` file is refused with an explanation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from udcshield.models.registry import create_restorer, list_restorers
+
+__all__ = [
+    "CONFIG_NAME",
+    "WEIGHTS_NAME",
+    "save_checkpoint",
+    "load_checkpoint",
+    "read_checkpoint_config",
+    "write_checkpoint_folder",
+    "read_checkpoint_folder",
+    "load_state_dict_strict",
+]
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+FORMAT_NAME = "udcshield-checkpoint"
+FORMAT_VERSION = 1
+PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt")
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_checkpoint_folder(
+    directory: str | os.PathLike[str],
+    *,
+    kind: str,
+    architecture: str,
+    kwargs: dict[str, Any],
+    state_dict: dict[str, torch.Tensor],
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Atomically write ``config.json`` + ``model.safetensors`` to ``directory``.
+
+    An existing checkpoint folder at ``directory`` is replaced; a folder holding anything else raises
+    ``FileExistsError`` rather than being deleted. ``kwargs`` and ``extra`` must be JSON-serializable.
+    """
+    directory = Path(directory)
+    config = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "kind": kind,
+              "architecture": architecture, "kwargs": kwargs, "extra": extra or {}}
+    try:
+        config_text = json.dumps(config, indent=2, sort_keys=True)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"checkpoint config for {directory} is not JSON-serializable: {err}") from None
+    if directory.exists():
+        if not directory.is_dir():
+            raise FileExistsError(f"{directory} exists and is not a directory")
+        unexpected = sorted(p.name for p in directory.iterdir() if p.name not in (CONFIG_NAME, WEIGHTS_NAME))
+        if unexpected:
+            raise FileExistsError(f"refusing to overwrite {directory}: it holds files that are not part of a "
+                                  f"checkpoint: {unexpected}")
+    tensors = {name: t.detach().to("cpu").contiguous().clone() for name, t in state_dict.items()}
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tag = uuid.uuid4().hex[:8]
+    tmp = directory.parent / f".{directory.name}.tmp-{tag}"
+    old = directory.parent / f".{directory.name}.old-{tag}"
+    tmp.mkdir()
+    try:
+        save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
+        (tmp / CONFIG_NAME).write_text(config_text + "\n", encoding="utf-8")
+        _fsync(tmp / WEIGHTS_NAME)
+        _fsync(tmp / CONFIG_NAME)
+        if directory.exists():
+            os.replace(directory, old)
+        os.replace(tmp, directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old.exists() and not directory.exists():
+            os.replace(old, directory)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def read_checkpoint_config(directory: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and validate ``config.json`` of a checkpoint folder (no weights are loaded)."""
+    directory = Path(directory)
+    if not directory.exists():
+        raise FileNotFoundError(f"checkpoint folder {directory} does not exist")
+    if not directory.is_dir():
+        raise NotADirectoryError(f"checkpoint {directory} must be a folder with {CONFIG_NAME} and {WEIGHTS_NAME}")
+    config_path = directory / CONFIG_NAME
+    if not config_path.is_file():
+        pickles = sorted(p.name for p in directory.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
+        hint = f" (found pickle files {pickles}; udcshield never unpickles)" if pickles else ""
+        raise FileNotFoundError(f"checkpoint folder {directory} has no {CONFIG_NAME}{hint}")
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{config_path} is not valid JSON: {err}") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{config_path} must hold a JSON object")
+    missing = [key for key in ("kind", "architecture", "kwargs") if key not in config]
+    if missing:
+        raise ValueError(f"{config_path} lacks required keys {missing}")
+    if not isinstance(config["kwargs"], dict):
+        raise ValueError(f"{config_path}: 'kwargs' must be an object, got {type(config['kwargs']).__name__}")
+    version = config.get("format_version", FORMAT_VERSION)
+    if version != FORMAT_VERSION:
+        raise ValueError(f"{config_path}: unsupported format_version {version!r} (expected {FORMAT_VERSION})")
+    config.setdefault("extra", {})
+    return config
+
+
+def read_checkpoint_folder(
+    directory: str | os.PathLike[str], *, kind: str, device: str | torch.device = "cpu"
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Return ``(config, state_dict)`` of a checkpoint folder of the given ``kind``, tensors on ``device``."""
+    directory = Path(directory)
+    config = read_checkpoint_config(directory)
+    if config["kind"] != kind:
+        raise ValueError(f"checkpoint {directory} holds a {config['kind']!r}, not a {kind!r}")
+    weights_path = directory / WEIGHTS_NAME
+    if not weights_path.is_file():
+        pickles = sorted(p.name for p in directory.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
+        if pickles:
+            raise ValueError(f"checkpoint folder {directory} has no {WEIGHTS_NAME} but pickle files {pickles}; "
+                             "udcshield never unpickles (arbitrary code execution). Convert the weights to "
+                             "safetensors with a trusted tool first.")
+        raise FileNotFoundError(f"checkpoint folder {directory} has no {WEIGHTS_NAME}")
+    try:
+        state_dict = load_file(str(weights_path), device=str(device))
+    except (SafetensorError, OSError, ValueError) as err:
+        with open(weights_path, "rb") as handle:
+            head = handle.read(2)
+        kind_hint = " (it looks like a pickle / torch.save file)" if head[:1] == b"\x80" or head == b"PK" else ""
+        raise ValueError(f"{weights_path} is not a valid safetensors file{kind_hint}: {err}") from None
+    bad = [name for name, t in state_dict.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise ValueError(f"{weights_path} holds non-finite values in {bad[:5]}")
+    return config, state_dict
+
+
+def load_state_dict_strict(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str) -> None:
+    """Load ``state_dict`` into ``model``; on any missing/unexpected key or shape mismatch raise a
+    ``ValueError`` naming ``source`` and the offending tensors."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    shapes = [f"{k}: file {tuple(state_dict[k].shape)} vs model {tuple(expected[k].shape)}"
+              for k in sorted(set(expected) & set(state_dict)) if state_dict[k].shape != expected[k].shape]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"missing {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+        if unexpected:
+            parts.append(f"unexpected {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
+        if shapes:
+            parts.append(f"shape mismatch {shapes[:5]}")
+        raise ValueError(f"weights in {source} do not match the architecture: " + "; ".join(parts))
+    model.load_state_dict(state_dict, strict=True)
+
+
+def save_checkpoint(model: nn.Module, directory: Path, extra: dict[str, Any] | None = None) -> None:
+    """Save a registered restorer (from :func:`create_restorer`) to the folder ``directory``.
+
+    Writes ``config.json`` (``{"architecture": model.restorer_name, "kwargs": model.init_kwargs,
+    "extra": extra, "kind": "restorer", ...}``) and ``model.safetensors`` atomically (Section 6 of the
+    design notes; Song et al., arXiv 2402.13629 restorers are checkpointed this way).
+    """
+    name = getattr(model, "restorer_name", None)
+    kwargs = getattr(model, "init_kwargs", None)
+    if not isinstance(name, str) or not isinstance(kwargs, dict):
+        raise TypeError(f"{type(model).__name__} has no restorer_name/init_kwargs; build it with create_restorer()")
+    write_checkpoint_folder(directory, kind="restorer", architecture=name, kwargs=kwargs,
+                            state_dict=model.state_dict(), extra=extra)
+
+
+def load_checkpoint(directory: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild a restorer saved by :func:`save_checkpoint`; returned in eval mode on ``device``.
+
+    Raises ``FileNotFoundError`` (missing folder or files), ``ValueError`` (pickle instead of
+    safetensors, unknown architecture, weights that do not fit the architecture, corrupt files).
+    """
+    config, state_dict = read_checkpoint_folder(directory, kind="restorer", device="cpu")
+    architecture = config["architecture"]
+    if architecture not in list_restorers():
+        raise ValueError(f"checkpoint {directory} uses unknown architecture {architecture!r}; "
+                         f"available: {', '.join(list_restorers())}")
+    try:
+        model = create_restorer(architecture, **config["kwargs"])
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"checkpoint {directory}: cannot build {architecture!r} from its kwargs: {err}") from None
+    load_state_dict_strict(model, state_dict, str(Path(directory) / WEIGHTS_NAME))
+    return model.to(device).eval()

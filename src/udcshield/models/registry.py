@@ -1,0 +1,108 @@
+"""Explicit decorator registry of image restorers, plus the shared input check.
+
+A restorer maps a tone-mapped UDC image batch ``(B, 3, H, W)`` in [0, 1] to a restored batch of the same
+shape (values near [0, 1], not clamped). Every restorer is registered by name with
+:func:`register_restorer`; :func:`create_restorer` builds one from its name and keyword arguments and
+stamps it with ``restorer_name`` and ``init_kwargs`` so :mod:`udcshield.models.checkpoint` can save it
+and rebuild it later (Song et al., arXiv 2402.13629, evaluate several restorers side by side).
+
+No folder scanning: a model is available exactly when the module defining it has been imported
+(``udcshield.models`` imports the built-in ones).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import torch
+from torch import nn
+
+__all__ = ["register_restorer", "create_restorer", "list_restorers", "check_image_batch"]
+
+_RESTORERS: dict[str, Callable[..., nn.Module]] = {}
+
+F = TypeVar("F", bound=Callable[..., nn.Module])
+
+
+def register_restorer(name: str) -> Callable[[F], F]:
+    """Decorator registering a restorer class or factory under ``name``.
+
+    The decorated callable must accept only keyword-compatible, JSON-serializable arguments (they are
+    written to ``config.json`` when the model is saved). Registering a name twice raises ``ValueError``.
+
+    Example::
+
+        @register_restorer("my_net")
+        class MyNet(nn.Module):
+            def __init__(self, width: int = 16) -> None: ...
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"restorer name must be a non-empty string, got {name!r}")
+
+    def decorator(factory: F) -> F:
+        if name in _RESTORERS:
+            raise ValueError(f"restorer {name!r} is already registered (by {_RESTORERS[name]!r})")
+        _RESTORERS[name] = factory
+        return factory
+
+    return decorator
+
+
+def list_restorers() -> list[str]:
+    """Sorted names of all registered restorers."""
+    return sorted(_RESTORERS)
+
+
+def create_restorer(name: str, **kwargs: Any) -> nn.Module:
+    """Build the restorer registered as ``name`` with keyword arguments ``kwargs``.
+
+    The returned module maps ``(B, 3, H, W)`` images in [0, 1] to restored images of the same shape.
+    It carries ``restorer_name`` (str) and ``init_kwargs`` (dict with defaults filled in), which is
+    what :func:`udcshield.models.checkpoint.save_checkpoint` writes.
+
+    Raises:
+        ValueError: unknown ``name`` (the message lists the registered ones).
+        TypeError: an argument the restorer does not accept, or one that is not JSON-serializable.
+    """
+    if name not in _RESTORERS:
+        raise ValueError(f"unknown restorer {name!r}; available: {', '.join(list_restorers()) or '(none)'}")
+    factory = _RESTORERS[name]
+    signature = inspect.signature(factory)
+    try:
+        bound = signature.bind(**kwargs)
+    except TypeError as err:
+        accepted = [p for p in signature.parameters if p != "self"]
+        raise TypeError(f"restorer {name!r}: {err}; accepted arguments: {accepted}") from None
+    bound.apply_defaults()
+    init_kwargs = dict(bound.arguments)
+    try:
+        json.dumps(init_kwargs)
+    except TypeError as err:
+        raise TypeError(f"restorer {name!r}: arguments must be JSON-serializable ({err})") from None
+    model = factory(**init_kwargs)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"restorer {name!r} factory returned {type(model).__name__}, not an nn.Module")
+    model.restorer_name = name
+    model.init_kwargs = init_kwargs
+    return model
+
+
+def check_image_batch(x: torch.Tensor, name: str = "images", *, finite: bool = True) -> None:
+    """Raise a clear error unless ``x`` is a float ``(B, 3, H, W)`` image batch (finite if ``finite``).
+
+    Value range is not enforced here (restorer outputs may leave [0, 1] slightly); the finiteness check
+    synchronizes with the device, so hot loops may pass ``finite=False``.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise ValueError(f"{name} must have shape (B, 3, H, W), got {tuple(x.shape)}")
+    if x.shape[0] == 0 or x.shape[2] == 0 or x.shape[3] == 0:
+        raise ValueError(f"{name} is empty: shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor in [0, 1], got dtype {x.dtype}")
+    if finite and not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} contains NaN or infinite values")

@@ -1,0 +1,127 @@
+"""Stage ``evaluate``: one record per image x restorer variant x defense x condition x metric.
+
+Grid (issue 2): {base, fine-tuned} x {no defense, purified} x {clean, each attack x budget}, PSNR and SSIM
+under the SYNTH convention (clamp to [0, 1], 8-bit quantisation, RGB; DESIGN.md section 4). The
+attacked inputs are those crafted on the same bare variant (white-box without defense; non-adaptive with
+purification, the setting of Song et al., arXiv 2402.13629).
+
+Outputs: ``records.csv`` (long format), ``metrics.json`` (means, for ``dvc metrics show``) and, per
+attack, ``curves/<attack>.csv`` (PSNR vs budget, one column per variant/defense, for ``dvc plots``).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+
+from udcshield.config import Params
+from udcshield.evaluation.metrics import psnr, ssim
+from udcshield.evaluation.records import write_records_csv
+from udcshield.models.checkpoint import load_checkpoint
+from udcshield.pipeline.attack import array_name
+from udcshield.pipeline.common import apply_batched, load_pairs, write_json, write_rows_csv
+from udcshield.pipeline.layout import Layout
+from udcshield.pipeline.purify import CLEAN
+from udcshield.store.zarr_io import read_images
+
+Progress = Callable[[dict], None] | None
+DEFENSES = ("none", "purified")
+METRICS = {"psnr": psnr, "ssim": ssim}
+
+
+def model_label(params: Params, variant: str) -> str:
+    """Record label of a restorer variant, e.g. ``resunet:base``."""
+    return f"{params.train.model}:{variant}"
+
+
+def cells(params: Params) -> Iterator[tuple[str, str, str, int]]:
+    """Every (variant, defense, attack, budget) cell; attack ``clean`` has budget 0."""
+    for variant in params.attack.models:
+        for defense in DEFENSES:
+            yield variant, defense, CLEAN, 0
+            for spec in params.attack.attacks:
+                for budget in spec.budgets:
+                    yield variant, defense, spec.name, budget
+
+
+def cell_inputs(layout: Layout, variant: str, defense: str, attack: str, budget: int) -> torch.Tensor:
+    """The restorer's input for one cell, (N, 3, H, W) float32 in [0, 1]."""
+    if defense == "purified":
+        name = CLEAN if attack == CLEAN else array_name(variant, attack, budget)
+        return torch.from_numpy(read_images(layout.purified, name))
+    if attack == CLEAN:
+        return load_pairs(layout.test_store)[0]
+    return torch.from_numpy(read_images(layout.adversarial, array_name(variant, attack, budget)))
+
+
+def score(model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor, metrics: tuple[str, ...],
+          batch_size: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """Restore ``inputs`` and score against ``targets``: metric name -> (N,) values."""
+    outputs = apply_batched(model.to(device).eval(), inputs, batch_size, device)
+    return {m: METRICS[m](outputs, targets) for m in metrics}
+
+
+def cell_records(params: Params, layout: Layout, model: torch.nn.Module, cell: tuple[str, str, str, int],
+                 targets: torch.Tensor, image_ids: list[str], device: torch.device) -> list[dict[str, Any]]:
+    """Score one (variant, defense, attack, budget) cell: one record per image x metric."""
+    variant, defense, attack, budget = cell
+    values = score(model, cell_inputs(layout, variant, defense, attack, budget), targets,
+                   params.evaluate.metrics, params.evaluate.batch_size, device)
+    return [{"image_id": i, "model": model_label(params, variant), "defense": defense, "attack": attack,
+             "budget": budget, "metric": metric, "value": float(v)}
+            for metric, per_image in values.items() for i, v in zip(image_ids, per_image.tolist())]
+
+
+def write_outputs(params: Params, layout: Layout, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Write records.csv, metrics.json and the per-attack curve CSVs; return the nested means."""
+    write_records_csv(records, layout.records)
+    summary = means(records)
+    write_json(summary, layout.metrics)
+    for attack, rows in curves(params, summary).items():
+        write_rows_csv(rows, layout.curves_dir / f"{attack}.csv")
+    return summary
+
+
+def run(params: Params, layout: Layout, device: torch.device, progress: Progress = None) -> dict[str, Any]:
+    """Whole stage: score every cell and write records, metrics and curves."""
+    _, targets, ids = load_pairs(layout.test_store)
+    models = {v: load_checkpoint(layout.checkpoint(v)) for v in params.attack.models}
+    records: list[dict[str, Any]] = []
+    for cell in cells(params):
+        rows = cell_records(params, layout, models[cell[0]], cell, targets, ids, device)
+        records.extend(rows)
+        if progress:
+            progress({"cell": "/".join(map(str, cell)),
+                      "psnr": sum(r["value"] for r in rows if r["metric"] == "psnr") / len(ids)})
+    return write_outputs(params, layout, records)
+
+
+def means(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Nested means: model -> defense -> condition (``clean`` or ``<attack>_<budget>``) -> metric -> value."""
+    acc: dict[tuple, list[float]] = defaultdict(list)
+    for r in records:
+        cond = CLEAN if r["attack"] == CLEAN else f"{r['attack']}_{r['budget']}"
+        acc[(r["model"], r["defense"], cond, r["metric"])].append(float(r["value"]))
+    out: dict[str, Any] = {}
+    for (model, defense, cond, metric), vals in sorted(acc.items()):
+        out.setdefault(model, {}).setdefault(defense, {}).setdefault(cond, {})[metric] = round(sum(vals) / len(vals), 4)
+    return out
+
+
+def curves(params: Params, summary: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Per attack: rows {budget, <variant>_<defense>: mean PSNR}, budget 0 = clean."""
+    out = {}
+    for spec in params.attack.attacks:
+        rows = []
+        for budget in (0, *spec.budgets):
+            row: dict[str, Any] = {"budget": budget}
+            for variant in params.attack.models:
+                for defense in DEFENSES:
+                    cond = CLEAN if budget == 0 else f"{spec.name}_{budget}"
+                    row[f"{variant}_{defense}"] = summary[model_label(params, variant)][defense][cond]["psnr"]
+            rows.append(row)
+        out[spec.name] = rows
+    return out

@@ -1,0 +1,91 @@
+"""Where every artifact lives, relative to the data root (``data/`` by default)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Artifact paths under ``root``; each stage owns one folder (DVC outputs must not overlap)."""
+
+    root: Path = Path("data")
+
+    @property
+    def simulated(self) -> Path:
+        return self.root / "simulated"
+
+    @property
+    def train_store(self) -> Path:
+        return self.simulated / "train.zarr"
+
+    @property
+    def test_store(self) -> Path:
+        return self.simulated / "test.zarr"
+
+    @property
+    def psf_store(self) -> Path:
+        return self.simulated / "psf.zarr"
+
+    @property
+    def restorer(self) -> Path:
+        return self.root / "models" / "restorer"
+
+    @property
+    def purifier(self) -> Path:
+        return self.root / "models" / "purifier"
+
+    @property
+    def finetuned(self) -> Path:
+        return self.root / "models" / "finetuned"
+
+    def log(self, name: str) -> Path:
+        """Training-curve CSV for ``dvc plots`` (train_restorer, train_purifier, finetune)."""
+        return self.root / "logs" / f"{name}.csv"
+
+    @property
+    def adversarial(self) -> Path:
+        return self.root / "attack" / "adversarial.zarr"
+
+    @property
+    def purified(self) -> Path:
+        return self.root / "purify" / "purified.zarr"
+
+    @property
+    def records(self) -> Path:
+        return self.root / "evaluate" / "records.csv"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "evaluate" / "metrics.json"
+
+    @property
+    def curves_dir(self) -> Path:
+        """PSNR-vs-budget CSVs, one per attack, for ``dvc plots``."""
+        return self.root / "evaluate" / "curves"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report" / "report.md"
+
+    def checkpoint(self, model_key: str) -> Path:
+        """Checkpoint folder of restorer variant ``base`` or ``finetuned``."""
+        if model_key == "base":
+            return self.restorer
+        if model_key == "finetuned":
+            return self.finetuned
+        raise ValueError(f"unknown restorer variant {model_key!r}; expected 'base' or 'finetuned'")
+
+
+def resolve_device(name: str) -> torch.device:
+    """Edge-side device choice: ``auto`` -> CUDA when present, else CPU; ``cuda`` fails clearly without one."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' requested in params but no CUDA device is available; use 'auto' or 'cpu'")
+    if name not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {name!r}; expected auto, cpu or cuda")
+    return torch.device(name)

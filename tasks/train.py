@@ -1,0 +1,68 @@
+"""Tasks of the ``train``, ``train_purifier`` and ``finetune`` stages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from prefect import task
+
+from tasks.common import GPU_TAGS, TASK_OPTIONS, progress_logger
+from udcshield.config import Params
+from udcshield.defenses.purifier import load_purifier
+from udcshield.models.checkpoint import load_checkpoint
+from udcshield.pipeline import finetune, train
+from udcshield.pipeline.common import load_pairs
+from udcshield.pipeline.layout import Layout
+
+
+@task(name="load-pairs", **TASK_OPTIONS)
+def load_split(store: str) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Load (inputs, targets, image_ids) of a simulated split."""
+    return load_pairs(store)
+
+
+@task(name="fit-restorer", tags=GPU_TAGS, **TASK_OPTIONS)
+def fit_restorer(params: Params, inputs: torch.Tensor, targets: torch.Tensor, device: torch.device):
+    """Train the base restorer."""
+    return train.fit_restorer(params, inputs, targets, device, progress_logger("train"))
+
+
+@task(name="save-restorer", **TASK_OPTIONS)
+def save_restorer(params: Params, layout: Layout, model: torch.nn.Module, history: list[dict], device: torch.device) -> dict[str, Any]:
+    """Write the restorer checkpoint and its training curve."""
+    return train.save_restorer(params, layout, model, history, device)
+
+
+@task(name="fit-purifier", tags=GPU_TAGS, **TASK_OPTIONS)
+def fit_purifier(params: Params, images: torch.Tensor, device: torch.device):
+    """Train the diffusion purifier."""
+    return train.fit_purifier(params, images, device, progress_logger("train_purifier"))
+
+
+@task(name="save-purifier", **TASK_OPTIONS)
+def save_purifier(params: Params, layout: Layout, purifier: torch.nn.Module, history: list[dict], device: torch.device) -> dict[str, Any]:
+    """Write the purifier checkpoint and its training curve."""
+    return train.save_purifier_outputs(params, layout, purifier, history, device)
+
+
+@task(name="purify-training-inputs", tags=GPU_TAGS, **TASK_OPTIONS)
+def purify_training_inputs(params: Params, layout: Layout, inputs: torch.Tensor, targets: torch.Tensor,
+                           ids: list[str], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Purify the training inputs at each configured t*."""
+    return finetune.purified_training_pairs(params, load_purifier(layout.purifier), inputs, targets, ids, device)
+
+
+@task(name="fit-finetuned", tags=GPU_TAGS, **TASK_OPTIONS)
+def fit_finetuned(params: Params, layout: Layout, inputs: torch.Tensor, targets: torch.Tensor, device: torch.device):
+    """Fine-tune the base restorer on purified inputs; returns (model, history)."""
+    model = load_checkpoint(layout.restorer)
+    history = finetune.fit_finetuned(params, model, inputs, targets, device, progress_logger("finetune"))
+    return model, history
+
+
+@task(name="save-finetuned", **TASK_OPTIONS)
+def save_finetuned(params: Params, layout: Layout, model: torch.nn.Module, history: list[dict], pairs: int,
+                   device: torch.device) -> dict[str, Any]:
+    """Write the fine-tuned checkpoint and its training curve."""
+    return finetune.save_outputs(params, layout, model, history, pairs, device)
