@@ -29,6 +29,8 @@ class FGSM(ImageAttack):
     Call: ``adv = atk(inputs, targets, seeds=None)`` -> B x C x H x W in [0, 1], max|adv - x| <= eps.
     """
 
+    norm: str = "Linf"
+
     def __init__(
         self,
         model: nn.Module,

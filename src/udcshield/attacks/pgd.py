@@ -35,6 +35,8 @@ class PGD(ImageAttack):
     ``last_cost["iterations"] == steps * restarts``.
     """
 
+    norm: str = "Linf"
+
     def __init__(
         self,
         model: nn.Module,
@@ -53,7 +55,8 @@ class PGD(ImageAttack):
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
         if alpha is None:
             alpha = 2.5 * self.eps / steps
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha) or alpha < 0:
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha) \
+                or alpha < 0:
             raise ValueError(f"alpha must be a finite number >= 0, got {alpha!r}")
         if reference == "clean_output" and not random_start:
             warnings.warn(

@@ -17,11 +17,14 @@ PSNR_CAP_DB: float = 100.0
 SSIM_WINDOW: int = 11
 SSIM_SIGMA: float = 1.5
 
+ImageLike = torch.Tensor | np.ndarray
 
-def to_8bit(images: torch.Tensor | np.ndarray, name: str = "images") -> torch.Tensor:
+
+def to_8bit(images: ImageLike, name: str = "images") -> torch.Tensor:
     """Clamp to [0, 1] and quantize to 8-bit levels: float64 tensor B x C x H x W with values 0..255.
 
-    Accepts numpy arrays or tensors shaped B x C x H x W or C x H x W (a batch of one); NaN raises.
+    Accepts float numpy arrays or tensors shaped B x C x H x W or C x H x W (a batch of one); NaN and
+    integer dtypes raise ValueError.
     """
     t = torch.as_tensor(np.asarray(images)) if isinstance(images, np.ndarray) else images
     if not isinstance(t, torch.Tensor):
@@ -30,13 +33,15 @@ def to_8bit(images: torch.Tensor | np.ndarray, name: str = "images") -> torch.Te
         t = t.unsqueeze(0)
     if t.ndim != 4 or t.numel() == 0:
         raise ValueError(f"{name} must have shape B x C x H x W or C x H x W, got {tuple(t.shape)}")
+    if not (t.is_floating_point()):
+        raise ValueError(f"{name} must be floating point in [0, 1], got dtype {t.dtype} (8-bit images: divide by 255)")
     t = t.detach().to(torch.float64)
     if bool(torch.isnan(t).any()):
         raise ValueError(f"{name} contains NaN")
     return torch.round(t.clamp(0.0, 1.0) * 255.0)
 
 
-def _pair(output: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+def _pair(output: ImageLike, target: ImageLike) -> tuple[torch.Tensor, torch.Tensor]:
     out, tgt = to_8bit(output, "output"), to_8bit(target, "target")
     if out.shape != tgt.shape:
         raise ValueError(f"output shape {tuple(out.shape)} does not match target shape {tuple(tgt.shape)}")
@@ -44,9 +49,7 @@ def _pair(output: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray) 
 
 
 def psnr(
-    output: torch.Tensor | np.ndarray,
-    target: torch.Tensor | np.ndarray,
-    cap: float | None = PSNR_CAP_DB,
+    output: ImageLike, target: ImageLike, cap: float | None = PSNR_CAP_DB,
 ) -> torch.Tensor:
     """Per-image PSNR in dB over all RGB pixels of 8-bit-quantized images (BasicSR convention).
 
@@ -76,7 +79,7 @@ def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> torch
     return torch.outer(g, g)
 
 
-def ssim(output: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray) -> torch.Tensor:
+def ssim(output: ImageLike, target: ImageLike) -> torch.Tensor:
     """Per-image SSIM (Wang et al. 2004), BasicSR-style, on 8-bit-quantized images.
 
     11 x 11 Gaussian window with sigma 1.5, 'valid' filtering (no padding), C1 = (0.01 * 255)^2,

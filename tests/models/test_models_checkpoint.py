@@ -1,0 +1,115 @@
+"""Checkpoint folders: round trip, atomic layout, clear errors, never unpickle."""
+
+import json
+
+import pytest
+import torch
+
+from udcshield.models import create_restorer, load_checkpoint, read_checkpoint_config, save_checkpoint
+
+
+def _trained_like(name="resunet_tiny", **kwargs):
+    model = create_restorer(name, **kwargs)
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=gen))
+    return model.eval()
+
+
+def test_round_trip_identical_outputs(tmp_path):
+    model = _trained_like("resunet", base_channels=8, depth=2, blocks_per_level=2)
+    save_checkpoint(model, tmp_path / "ckpt", extra={"note": "unit test", "psnr": 12.5})
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["config.json", "model.safetensors"]
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt"]  # no temp folders left behind
+    config = read_checkpoint_config(tmp_path / "ckpt")
+    assert config["architecture"] == "resunet" and config["kind"] == "restorer"
+    assert config["kwargs"] == {"base_channels": 8, "depth": 2, "blocks_per_level": 2}
+    assert config["extra"] == {"note": "unit test", "psnr": 12.5}
+    loaded = load_checkpoint(tmp_path / "ckpt")
+    assert not loaded.training and loaded.restorer_name == "resunet"
+    x = torch.rand(2, 3, 17, 23, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+
+
+def test_overwrite_replaces_and_refuses_foreign_folder(tmp_path):
+    first, second = _trained_like(), create_restorer("resunet_tiny")
+    save_checkpoint(first, tmp_path / "c")
+    save_checkpoint(second, tmp_path / "c")
+    x = torch.rand(1, 3, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(load_checkpoint(tmp_path / "c")(x), second(x))
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="notes.txt"):
+        save_checkpoint(first, tmp_path / "other")
+    assert (tmp_path / "other" / "notes.txt").read_text() == "keep me"
+
+
+def test_unsaveable_model():
+    with pytest.raises(TypeError, match="create_restorer"):
+        save_checkpoint(torch.nn.Conv2d(3, 3, 1), "unused")
+
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_checkpoint(tmp_path / "nope")
+
+
+def test_missing_config(tmp_path):
+    save_checkpoint(create_restorer("resunet_tiny"), tmp_path / "c")
+    (tmp_path / "c" / "config.json").unlink()
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        load_checkpoint(tmp_path / "c")
+
+
+def test_missing_weights(tmp_path):
+    save_checkpoint(create_restorer("resunet_tiny"), tmp_path / "c")
+    (tmp_path / "c" / "model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="model.safetensors"):
+        load_checkpoint(tmp_path / "c")
+
+
+def test_pickle_present_instead_is_refused(tmp_path):
+    model = create_restorer("resunet_tiny")
+    save_checkpoint(model, tmp_path / "c")
+    (tmp_path / "c" / "model.safetensors").unlink()
+    torch.save(model.state_dict(), tmp_path / "c" / "model.pt")
+    with pytest.raises(ValueError, match="never unpickles"):
+        load_checkpoint(tmp_path / "c")
+
+
+def test_pickle_disguised_as_safetensors_is_refused(tmp_path):
+    model = create_restorer("resunet_tiny")
+    save_checkpoint(model, tmp_path / "c")
+    torch.save(model.state_dict(), tmp_path / "c" / "model.safetensors")
+    with pytest.raises(ValueError, match="not a valid safetensors"):
+        load_checkpoint(tmp_path / "c")
+
+
+def test_unknown_architecture(tmp_path):
+    save_checkpoint(create_restorer("resunet_tiny"), tmp_path / "c")
+    path = tmp_path / "c" / "config.json"
+    config = json.loads(path.read_text())
+    config["architecture"] = "mystery_net"
+    path.write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="mystery_net"):
+        load_checkpoint(tmp_path / "c")
+
+
+def test_mismatched_weights(tmp_path):
+    save_checkpoint(create_restorer("resunet_tiny"), tmp_path / "c")
+    path = tmp_path / "c" / "config.json"
+    config = json.loads(path.read_text())
+    config["kwargs"]["base_channels"] = 4
+    path.write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="do not match"):
+        load_checkpoint(tmp_path / "c")
+
+
+def test_corrupt_config(tmp_path):
+    save_checkpoint(create_restorer("resunet_tiny"), tmp_path / "c")
+    (tmp_path / "c" / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        load_checkpoint(tmp_path / "c")
