@@ -113,3 +113,23 @@ def test_corrupt_config(tmp_path):
     (tmp_path / "c" / "config.json").write_text("{not json")
     with pytest.raises(ValueError, match="not valid JSON"):
         load_checkpoint(tmp_path / "c")
+
+
+def test_crash_mid_write_leaves_no_complete_looking_folder(tmp_path, monkeypatch):
+    import udcshield.models.checkpoint as ckpt
+
+    old_model, new_model = create_restorer("resunet_tiny"), _trained_like()
+    save_checkpoint(old_model, tmp_path / "kept")
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ckpt, "save_file", boom)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(new_model, tmp_path / "fresh")
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(new_model, tmp_path / "kept")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"]  # no 'fresh', no temp folders
+    x = torch.rand(1, 3, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(load_checkpoint(tmp_path / "kept")(x), old_model(x))
