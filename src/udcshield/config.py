@@ -36,9 +36,9 @@ class OpticsConfig:
     f_number: float = 2.0
     wavelengths_nm: tuple[float, ...] = (610.0, 530.0, 470.0)
     sensor_pitch_um: float = 2.0
-    support_px: int = 33
+    support_px: int = 41
     oversample: int = 4
-    bank_size: int = 1
+    bank_size: int = 9
 
     def validate(self, where: str) -> None:
         _positive(self, where, "pitch_um", "focal_length_mm", "f_number", "sensor_pitch_um", "support_px",

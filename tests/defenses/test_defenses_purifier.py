@@ -9,7 +9,6 @@ from udcshield.defenses import DiffusionPurifier, strided_timesteps
 
 
 def tiny(**kwargs) -> DiffusionPurifier:
-    torch.manual_seed(0)  # test-only: diffusers initializes weights from the global RNG
     return DiffusionPurifier(block_out_channels=(8, 16), num_train_timesteps=100, **kwargs).eval()
 
 
@@ -84,7 +83,7 @@ def test_number_of_network_evaluations(t_star, num_steps):
 
 def test_strided_timesteps():
     assert strided_timesteps(5) == [5, 4, 3, 2, 1]
-    assert strided_timesteps(100, 5) == [100, 75, 50, 26, 1]
+    assert strided_timesteps(100, 5) == [100, 75, 51, 26, 1]
     assert strided_timesteps(10, 1) == [10]
     for t_star in range(1, 40):
         for k in range(1, t_star + 1):
@@ -155,3 +154,13 @@ def test_attention_variant_runs():
 def test_default_noise_table():
     p = DiffusionPurifier()
     assert abs(p.alpha_bar(100) - 0.8970) < 1e-3 and p.alpha_bar(0) == 1.0
+
+
+def test_init_weights_come_from_generator_not_global_rng():
+    state = torch.get_rng_state()
+    a = DiffusionPurifier(block_out_channels=(8, 16), generator=gen(1))
+    assert torch.equal(torch.get_rng_state(), state)  # global RNG untouched
+    b = DiffusionPurifier(block_out_channels=(8, 16), generator=gen(1))
+    c = DiffusionPurifier(block_out_channels=(8, 16), generator=gen(2))
+    wa, wb, wc = (p.unet.conv_in.weight for p in (a, b, c))
+    assert torch.equal(wa, wb) and not torch.equal(wa, wc)

@@ -7,7 +7,7 @@ from udcshield.evaluation import read_records_csv, validate_record, write_record
 
 def make_records():
     return [
-        {"image_id": "0001", "model": "discnet", "defense": "none", "attack": "none", "budget": 0,
+        {"image_id": "0001", "model": "discnet", "defense": "none", "attack": "clean", "budget": 0,
          "metric": "psnr", "value": 35.123456789},
         {"image_id": "0001", "model": "discnet", "defense": "purify", "attack": "pgd", "budget": 8,
          "metric": "ssim", "value": 0.1 + 0.2, "draw": 1, "seed": 2**62 + 5},

@@ -13,8 +13,8 @@ def records():
     for model, base in (("discnet", 35.0), ("uformer", 30.0)):
         for defense, gain in (("none", 0.0), ("purify", 1.0)):
             for i, img in enumerate(("a", "b")):
-                out.append(rec(img, model, defense, "none", 0, "psnr", base + i))
-                out.append(rec(img, model, defense, "none", 0, "ssim", 0.9))
+                out.append(rec(img, model, defense, "clean", 0, "psnr", base + i))
+                out.append(rec(img, model, defense, "clean", 0, "ssim", 0.9))
                 for budget in (8, 1):  # deliberately out of order
                     out.append(rec(img, model, defense, "pgd", budget, "psnr", base - budget + gain + i))
                     out.append(rec(img, model, defense, "pgd", budget, "ssim", 0.9 - budget / 100))
@@ -25,7 +25,7 @@ def records():
 def test_summary_table():
     rows = summary_table(records())
     first = rows[0]
-    assert first == {"model": "discnet", "defense": "none", "attack": "none", "budget": 0, "metric": "psnr",
+    assert first == {"model": "discnet", "defense": "none", "attack": "clean", "budget": 0, "metric": "psnr",
                      "mean": 35.5, "count": 2}
     pgd = [r for r in rows if r["model"] == "discnet" and r["defense"] == "none" and r["attack"] == "pgd"]
     assert [(r["budget"], r["metric"]) for r in pgd] == [(1, "psnr"), (1, "ssim"), (8, "psnr"), (8, "ssim")]
@@ -57,4 +57,4 @@ def test_psnr_vs_budget_rows_start_at_clean():
     fgsm = [r for r in rows if r["attack"] == "fgsm"]
     expected = [(0, 35.5, pytest.approx(0.9)), (4, 20.0, None)]
     assert [(r["budget"], r["psnr"], r["ssim"]) for r in fgsm] == expected
-    assert not any(r["attack"] == "none" for r in rows)
+    assert not any(r["attack"] == "clean" for r in rows)

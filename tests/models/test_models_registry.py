@@ -60,3 +60,14 @@ def test_non_json_kwargs_rejected():
 def test_check_image_batch(bad, exc, match):
     with pytest.raises(exc, match=match):
         check_image_batch(bad, "x")
+
+
+def test_initial_weights_from_generator_and_global_rng_untouched():
+    state = torch.get_rng_state()
+    a = create_restorer("resunet_tiny", generator=torch.Generator().manual_seed(1))
+    b = create_restorer("resunet_tiny", generator=torch.Generator().manual_seed(1))
+    c = create_restorer("resunet_tiny", generator=torch.Generator().manual_seed(2))
+    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.equal(a.head.weight, b.head.weight)
+    assert not torch.equal(a.head.weight, c.head.weight)
+    assert "generator" not in a.init_kwargs

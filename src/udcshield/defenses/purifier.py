@@ -30,7 +30,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint as grad_checkpoint
 
 from udcshield.models.checkpoint import load_state_dict_strict, read_checkpoint_folder, write_checkpoint_folder
-from udcshield.models.registry import check_image_batch
+from udcshield.models.registry import check_image_batch, seeded_init
 from udcshield.models.unet import pad_to_multiple
 
 __all__ = ["DiffusionPurifier", "save_purifier", "load_purifier", "strided_timesteps"]
@@ -41,7 +41,10 @@ Generators = torch.Generator | Sequence[torch.Generator]
 
 
 def strided_timesteps(t_star: int, num_steps: int | None = None) -> list[int]:
-    """Descending timesteps (Ho et al. convention, 1..t_star) at which the reverse chain evaluates the network.
+    """Descending timesteps (Ho et al. 2020 convention, 1..t_star) where the reverse chain evaluates the network.
+
+    Strided sampling follows the respacing idea of Nichol & Dhariwal 2021 (improved DDPM) with the exact
+    DDPM posterior between the kept steps.
 
     ``num_steps=None`` gives every step ``[t_star, t_star-1, ..., 1]``; otherwise ``num_steps`` values
     evenly spaced from ``t_star`` down to 1 (rounded half up), always starting at ``t_star``; with
@@ -93,6 +96,7 @@ class DiffusionPurifier(nn.Module):
         num_train_timesteps: T.
         beta_schedule: one of "linear" (β from 1e-4 to 0.02, Ho et al.), "scaled_linear",
             "squaredcos_cap_v2", "sigmoid".
+        generator: source of the initial weights (``None``: fixed seed; not saved, weights are).
 
     How t* maps to noise (defaults: linear, T = 1000). x_t = √ᾱ·x + √(1−ᾱ)·ε in [-1, 1] space, i.e.
     Gaussian noise of std σ = √((1−ᾱ)/ᾱ) relative to the image, σ/2 in [0, 1] units::
@@ -118,6 +122,8 @@ class DiffusionPurifier(nn.Module):
         attention: bool = False,
         num_train_timesteps: int = 1000,
         beta_schedule: str = "linear",
+        *,
+        generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         channels = tuple(block_out_channels)
@@ -138,12 +144,13 @@ class DiffusionPurifier(nn.Module):
         up = ["UpBlock2D"] * levels
         if attention:
             down[-1], up[0] = "AttnDownBlock2D", "AttnUpBlock2D"
-        self.unet = UNet2DModel(
-            sample_size=sample_size, in_channels=3, out_channels=3, block_out_channels=channels,
-            layers_per_block=layers_per_block, down_block_types=tuple(down), up_block_types=tuple(up),
-            add_attention=bool(attention), norm_num_groups=math.gcd(32, *channels),
-            attention_head_dim=8 if all(c % 8 == 0 for c in channels) else None,
-        )
+        with seeded_init(generator):
+            self.unet = UNet2DModel(
+                sample_size=sample_size, in_channels=3, out_channels=3, block_out_channels=channels,
+                layers_per_block=layers_per_block, down_block_types=tuple(down), up_block_types=tuple(up),
+                add_attention=bool(attention), norm_num_groups=math.gcd(32, *channels),
+                attention_head_dim=8 if all(c % 8 == 0 for c in channels) else None,
+            )
         self.scheduler = DDPMScheduler(num_train_timesteps=num_train_timesteps, beta_schedule=beta_schedule,
                                        prediction_type="epsilon", variance_type="fixed_small", clip_sample=True)
         # ᾱ_t for t = 0..T in float64 (index 0 is the clean image); a constant of the config, not a buffer.
@@ -153,21 +160,21 @@ class DiffusionPurifier(nn.Module):
     # ---- value domain: the only place where [0, 1] <-> [-1, 1] happens ----
     @staticmethod
     def to_model_space(x: torch.Tensor) -> torch.Tensor:
-        """[0, 1] image → [-1, 1] DDPM space."""
+        """(B, 3, H, W) [0, 1] image → [-1, 1] DDPM space (Ho et al. 2020 scale data to [-1, 1])."""
         return x * 2.0 - 1.0
 
     @staticmethod
     def from_model_space(z: torch.Tensor) -> torch.Tensor:
-        """[-1, 1] DDPM space → [0, 1] image (not clamped)."""
+        """(B, 3, H, W) [-1, 1] DDPM space → [0, 1] image (not clamped); inverse of :meth:`to_model_space`."""
         return (z + 1.0) * 0.5
 
     @property
     def num_train_timesteps(self) -> int:
-        """T, the number of diffusion steps the model was trained for."""
+        """T, the number of diffusion steps of the DDPM (Ho et al. 2020 use T = 1000)."""
         return len(self._alpha_bar) - 1
 
     def alpha_bar(self, t: int) -> float:
-        """ᾱ_t (Ho et al. convention; ᾱ_0 = 1), t ∈ [0, T]."""
+        """ᾱ_t = ∏_{s≤t}(1 − β_s) (Ho et al. 2020 notation; ᾱ_0 = 1), t ∈ [0, T]; a float in (0, 1]."""
         if not 0 <= t <= self.num_train_timesteps:
             raise ValueError(f"timestep {t} outside [0, {self.num_train_timesteps}]")
         return self._alpha_bar[t]
@@ -178,7 +185,8 @@ class DiffusionPurifier(nn.Module):
             raise ValueError(f"input is on {x.device} but the purifier is on {param.device}; call purifier.to(device)")
 
     def predict_noise(self, z_t: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
-        """ε̂(z_t, t) for z_t (B, 3, H, W) in DDPM space, H and W multiples of ``self.multiple``.
+        """ε̂(z_t, t) (Ho et al. 2020 ε-parameterization): z_t (B, 3, H, W) in DDPM space, H and W
+        multiples of ``self.multiple``; returns (B, 3, H, W), roughly unit-variance noise.
 
         ``t`` is an int or a (B,) integer tensor in [1, T] (Ho et al. convention).
         """
@@ -272,15 +280,18 @@ class DiffusionPurifier(nn.Module):
             z = self.reverse_step(z, eps, t, s, generator, clip_denoised=clip_denoised)
         return self.from_model_space(z[..., :height, :width]).clamp(0.0, 1.0)
 
-    def forward(self, x: torch.Tensor, *, t_star: int, num_steps: int | None = None,
-                generator: Generators) -> torch.Tensor:
-        """Alias of :meth:`purify` so the purifier composes as a module: (B, 3, H, W) [0, 1] → same."""
-        return self.purify(x, t_star=t_star, num_steps=num_steps, generator=generator)
+    def forward(self, x: torch.Tensor, *, t_star: int, num_steps: int | None = None, generator: Generators,
+                clip_denoised: bool = True, checkpoint: bool = False) -> torch.Tensor:
+        """Alias of :meth:`purify` (Nie et al. 2022) so the purifier composes as a module:
+        (B, 3, H, W) in [0, 1] → (B, 3, H, W) in [0, 1]."""
+        return self.purify(x, t_star=t_star, num_steps=num_steps, generator=generator,
+                           clip_denoised=clip_denoised, checkpoint=checkpoint)
 
 
 def save_purifier(purifier: DiffusionPurifier, directory: str | os.PathLike[str],
                   extra: dict[str, Any] | None = None) -> None:
-    """Save ``purifier`` as ``config.json`` + ``model.safetensors`` (atomic; see models.checkpoint)."""
+    """Save a DDPM purifier (Ho et al. 2020; used as in Nie et al. 2022) as ``config.json`` +
+    ``model.safetensors``, atomically, in the folder format of :mod:`udcshield.models.checkpoint`."""
     if not isinstance(purifier, DiffusionPurifier):
         raise TypeError(f"expected a DiffusionPurifier, got {type(purifier).__name__}")
     write_checkpoint_folder(directory, kind="purifier", architecture=PURIFIER_ARCHITECTURE,
@@ -288,7 +299,7 @@ def save_purifier(purifier: DiffusionPurifier, directory: str | os.PathLike[str]
 
 
 def load_purifier(directory: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> DiffusionPurifier:
-    """Load a purifier saved by :func:`save_purifier`; returned in eval mode on ``device``.
+    """Load a DDPM purifier (Ho et al. 2020) saved by :func:`save_purifier`; eval mode, on ``device``.
 
     Same errors as :func:`udcshield.models.checkpoint.load_checkpoint` (missing folder/files, pickle
     instead of safetensors, unknown architecture, weights that do not fit).

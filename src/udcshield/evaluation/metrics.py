@@ -34,7 +34,7 @@ def to_8bit(images: ImageLike, name: str = "images") -> torch.Tensor:
     if t.ndim != 4 or t.numel() == 0:
         raise ValueError(f"{name} must have shape B x C x H x W or C x H x W, got {tuple(t.shape)}")
     if not t.is_floating_point():
-        raise ValueError(f"{name} must be floating point in [0, 1], got {t.dtype}")
+        raise ValueError(f"{name} must be floating point in [0, 1], got dtype {t.dtype}")
     t = t.detach().to(torch.float64)
     if bool(torch.isnan(t).any()):
         raise ValueError(f"{name} contains NaN")

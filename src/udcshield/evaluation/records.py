@@ -25,7 +25,7 @@ from typing import Any
 REQUIRED_COLUMNS: tuple[str, ...] = ("image_id", "model", "defense", "attack", "budget", "metric", "value")
 OPTIONAL_COLUMNS: tuple[str, ...] = ("draw", "seed")
 STRING_COLUMNS: tuple[str, ...] = ("image_id", "model", "defense", "attack", "metric")
-CLEAN_ATTACK: str = "none"
+CLEAN_ATTACK: str = "clean"
 
 Record = dict[str, Any]
 

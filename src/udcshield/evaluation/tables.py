@@ -1,7 +1,7 @@
 """Views of result records: summary means, a markdown table, PSNR/SSIM-vs-budget rows for dvc plots.
 
 Budgets are L-infinity radii in units of 1/256 (Song et al., arXiv 2402.13629); budget 0 means the
-clean input, whatever the record's attack name (conventionally "none"). PSNR/SSIM follow the BasicSR
+clean input, whatever the record's attack name (conventionally "clean"). PSNR/SSIM follow the BasicSR
 convention (see :mod:`udcshield.evaluation.metrics`).
 """
 

@@ -5,7 +5,13 @@ shape. Importing this package registers the built-in restorers.
 """
 
 from udcshield.models.checkpoint import load_checkpoint, read_checkpoint_config, save_checkpoint
-from udcshield.models.registry import check_image_batch, create_restorer, list_restorers, register_restorer
+from udcshield.models.registry import (
+    check_image_batch,
+    create_restorer,
+    list_restorers,
+    register_restorer,
+    seeded_init,
+)
 from udcshield.models.unet import ResUNet
 
 __all__ = [
@@ -17,4 +23,5 @@ __all__ = [
     "read_checkpoint_config",
     "register_restorer",
     "save_checkpoint",
+    "seeded_init",
 ]

@@ -63,7 +63,8 @@ def write_checkpoint_folder(
     state_dict: dict[str, torch.Tensor],
     extra: dict[str, Any] | None = None,
 ) -> None:
-    """Atomically write ``config.json`` + ``model.safetensors`` to ``directory``.
+    """Atomically write ``config.json`` + ``model.safetensors`` to ``directory`` (restorers such as
+    Zhou et al. 2021's ResUNet, or the DDPM purifier of Ho et al. 2020; weights saved as CPU float tensors).
 
     An existing checkpoint folder at ``directory`` is replaced; a folder holding anything else raises
     ``FileExistsError`` rather than being deleted. ``kwargs`` and ``extra`` must be JSON-serializable.
@@ -105,7 +106,11 @@ def write_checkpoint_folder(
 
 
 def read_checkpoint_config(directory: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read and validate ``config.json`` of a checkpoint folder (no weights are loaded)."""
+    """Read and validate ``config.json`` of a checkpoint folder (no weights are loaded).
+
+    Returns the dict ``{"kind", "architecture", "kwargs", "extra", ...}`` (design notes Section 6; models
+    of Song et al., arXiv 2402.13629).
+    """
     directory = Path(directory)
     if not directory.exists():
         raise FileNotFoundError(f"checkpoint folder {directory} does not exist")
@@ -137,7 +142,11 @@ def read_checkpoint_config(directory: str | os.PathLike[str]) -> dict[str, Any]:
 def read_checkpoint_folder(
     directory: str | os.PathLike[str], *, kind: str, device: str | torch.device = "cpu"
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """Return ``(config, state_dict)`` of a checkpoint folder of the given ``kind``, tensors on ``device``."""
+    """Return ``(config, state_dict)`` of a checkpoint folder of the given ``kind``, tensors on ``device``.
+
+    Reads safetensors only (never pickle); weights must be finite. Shared by restorers (Zhou et al.
+    2021) and the DDPM purifier (Ho et al. 2020).
+    """
     directory = Path(directory)
     config = read_checkpoint_config(directory)
     if config["kind"] != kind:
@@ -165,7 +174,8 @@ def read_checkpoint_folder(
 
 def load_state_dict_strict(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str) -> None:
     """Load ``state_dict`` into ``model``; on any missing/unexpected key or shape mismatch raise a
-    ``ValueError`` naming ``source`` and the offending tensors."""
+    ``ValueError`` naming ``source`` and the offending tensors (restorers of Zhou et al. 2021, DDPM of
+    Ho et al. 2020)."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected))
@@ -199,7 +209,8 @@ def save_checkpoint(model: nn.Module, directory: Path, extra: dict[str, Any] | N
 
 
 def load_checkpoint(directory: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild a restorer saved by :func:`save_checkpoint`; returned in eval mode on ``device``.
+    """Rebuild a restorer (e.g. Zhou et al. 2021 ResUNet) saved by :func:`save_checkpoint`; returned in
+    eval mode on ``device``, mapping (B, 3, H, W) [0, 1] images to the same shape.
 
     Raises ``FileNotFoundError`` (missing folder or files), ``ValueError`` (pickle instead of
     safetensors, unknown architecture, weights that do not fit the architecture, corrupt files).

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
-__all__ = ["register_restorer", "create_restorer", "list_restorers", "check_image_batch"]
+__all__ = ["register_restorer", "create_restorer", "list_restorers", "check_image_batch", "seeded_init"]
 
 _RESTORERS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -29,6 +30,8 @@ F = TypeVar("F", bound=Callable[..., nn.Module])
 
 def register_restorer(name: str) -> Callable[[F], F]:
     """Decorator registering a restorer class or factory under ``name``.
+
+    Restorers map (B, 3, H, W) images in [0, 1] to the same shape (e.g. Zhou et al. 2021 ResUNet).
 
     The decorated callable must accept only keyword-compatible, JSON-serializable arguments (they are
     written to ``config.json`` when the model is saved). Registering a name twice raises ``ValueError``.
@@ -52,16 +55,36 @@ def register_restorer(name: str) -> Callable[[F], F]:
 
 
 def list_restorers() -> list[str]:
-    """Sorted names of all registered restorers."""
+    """Sorted names of all registered restorers (e.g. "resunet", Zhou et al. 2021)."""
     return sorted(_RESTORERS)
 
 
-def create_restorer(name: str, **kwargs: Any) -> nn.Module:
+@contextmanager
+def seeded_init(generator: torch.Generator | None) -> Iterator[None]:
+    """Context in which module constructors draw their initial weights from ``generator``.
+
+    PyTorch and diffusers layers initialize from the global RNG; inside this context that RNG is
+    reseeded from one draw of ``generator`` (``None`` means a fixed seed 0) and restored on exit, so
+    initial weights depend only on the explicit generator and the caller's global RNG is untouched.
+    Construct on CPU (only the CPU RNG is forked). Reproducible initialization matters for the
+    repeated training runs of Song et al., arXiv 2402.13629.
+    """
+    if generator is None:
+        generator = torch.Generator().manual_seed(0)
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def create_restorer(name: str, *, generator: torch.Generator | None = None, **kwargs: Any) -> nn.Module:
     """Build the restorer registered as ``name`` with keyword arguments ``kwargs``.
 
-    The returned module maps ``(B, 3, H, W)`` images in [0, 1] to restored images of the same shape.
-    It carries ``restorer_name`` (str) and ``init_kwargs`` (dict with defaults filled in), which is
-    what :func:`udcshield.models.checkpoint.save_checkpoint` writes.
+    The returned module (on CPU, train mode) maps ``(B, 3, H, W)`` images in [0, 1] to restored images
+    of the same shape. It carries ``restorer_name`` (str) and ``init_kwargs`` (dict with defaults
+    filled in), which is what :func:`udcshield.models.checkpoint.save_checkpoint` writes. Initial
+    weights come from ``generator`` (``None``: a fixed seed, so two calls give identical models); see
+    :func:`seeded_init`.
 
     Raises:
         ValueError: unknown ``name`` (the message lists the registered ones).
@@ -82,7 +105,8 @@ def create_restorer(name: str, **kwargs: Any) -> nn.Module:
         json.dumps(init_kwargs)
     except TypeError as err:
         raise TypeError(f"restorer {name!r}: arguments must be JSON-serializable ({err})") from None
-    model = factory(**init_kwargs)
+    with seeded_init(generator):
+        model = factory(**init_kwargs)
     if not isinstance(model, nn.Module):
         raise TypeError(f"restorer {name!r} factory returned {type(model).__name__}, not an nn.Module")
     model.restorer_name = name
@@ -93,7 +117,8 @@ def create_restorer(name: str, **kwargs: Any) -> nn.Module:
 def check_image_batch(x: torch.Tensor, name: str = "images", *, finite: bool = True) -> None:
     """Raise a clear error unless ``x`` is a float ``(B, 3, H, W)`` image batch (finite if ``finite``).
 
-    Value range is not enforced here (restorer outputs may leave [0, 1] slightly); the finiteness check
+    Images are tone-mapped UDC images (Zhou et al. 2021; DISCNet convention of Feng et al. 2021) in
+    [0, 1]; the value range is not enforced here (restorer outputs may leave [0, 1] slightly); the finiteness check
     synchronizes with the device, so hot loops may pass ``finite=False``.
     """
     if not isinstance(x, torch.Tensor):

@@ -20,6 +20,9 @@ __all__ = ["ResBlock", "ResUNet", "resunet_tiny", "pad_to_multiple"]
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
     """Pad ``x`` (B, C, H, W) on the bottom/right to a multiple of ``multiple``; return it and (H, W).
 
+    A U-Net with d down-samplings needs sides divisible by 2**d (Ronneberger et al. 2015); values
+    keep their range (any float domain).
+
     Uses reflection where the padding is smaller than the image side, replication otherwise (tiny
     images). Crop back with ``y[..., :H, :W]``.
     """
@@ -104,5 +107,6 @@ class ResUNet(nn.Module):
 
 @register_restorer("resunet_tiny")
 def resunet_tiny(base_channels: int = 8, depth: int = 1, blocks_per_level: int = 1) -> ResUNet:
-    """Tiny :class:`ResUNet` (base 8, depth 1, about 10 k parameters) for tests and CPU demos."""
+    """Tiny :class:`ResUNet` (Zhou et al. 2021; base 8, depth 1, about 10 k parameters) for tests and
+    CPU demos; (B, 3, H, W) in [0, 1] → same shape."""
     return ResUNet(base_channels=base_channels, depth=depth, blocks_per_level=blocks_per_level)

@@ -23,7 +23,7 @@ import numpy as np
 import scipy.fft as sfft
 from scipy import ndimage
 
-from udcshield.physics.masks import MASK_KINDS, _check_positive, display_mask, narrowest_feature_um
+from udcshield.physics.masks import MASK_KINDS, _check_positive, display_mask, max_open_ratio, narrowest_feature_um
 
 
 def _aperture(n: int, dx: float, diameter: float, antialias: int) -> np.ndarray:
@@ -116,6 +116,8 @@ def compute_psf(
     lams_um = [_check_positive("wavelengths_nm", lam) / 1000.0 for lam in lams]
     if mask_kind != "open" and mask_kind != "user":
         _check_positive("open_ratio", open_ratio)
+        if open_ratio > max_open_ratio(mask_kind) + 1e-12:
+            raise ValueError(f"open_ratio {open_ratio} exceeds the maximum {max_open_ratio(mask_kind):.3f} for {mask_kind!r}")
     diameter = f_um / fno
     feature = narrowest_feature_um(mask_kind, pitch, open_ratio, user_mask)
     flip_seed = None
@@ -141,9 +143,7 @@ def compute_psf(
                 "support_px or f_number/sensor_pitch_um ratio, or raise max_fft"
             )
         dx = window / n_fft
-        m = min(n_fft, int(math.ceil(diameter / dx)) + 2)
-        m += (m % 2) != (n_fft % 2)  # same parity keeps the pupil centred in the FFT window
-        m = min(m, n_fft)
+        m = min(n_fft, int(math.ceil(diameter / dx)) + 2)  # pupil support; the rest of the window is zero
         pupil = _aperture(m, dx, diameter, antialias)
         if mask_kind != "open":
             pupil *= display_mask(
@@ -224,7 +224,8 @@ def psf_bank(
 
     Feng et al. (DISCNet, CVPR 2021) simulate with a centre PSF and 8 warped variants; we draw for each
     variant a rotation uniform in [-max_rotation_deg, max_rotation_deg] and an isotropic scale uniform
-    in [1 - max_scale, 1 + max_scale] about the PSF centre (same warp for all channels).
+    in [1 - max_scale, 1 + max_scale] about the PSF centre (same warp for all channels), resampled
+    bilinearly (non-negative by construction; a PSF made of sub-pixel spikes is smoothed slightly).
 
     Args:
         psf: (C, s, s) float, >= 0, non-zero channels.
@@ -248,7 +249,7 @@ def psf_bank(
     c, h, w = p.shape
     bank = np.empty((k, c, h, w))
     bank[0] = p / p.sum(axis=(1, 2), keepdims=True)
-    centre = np.array([(h - 1) / 2.0, (w - 1) / 2.0]) if h % 2 == 0 else np.array([h // 2, w // 2], dtype=float)
+    centre = np.array([h // 2, w // 2], dtype=np.float64)  # the blur convention's PSF centre
     for i in range(1, k):
         theta = math.radians(rng.uniform(-rot, rot))
         scale = rng.uniform(1.0 - sc, 1.0 + sc)
@@ -256,7 +257,7 @@ def psf_bank(
         mat = rot_m.T / scale  # output coords -> input coords
         offset = centre - mat @ centre
         for ch in range(c):
-            warped = ndimage.affine_transform(bank[0, ch], mat, offset=offset, order=3, mode="constant", cval=0.0)
+            warped = ndimage.affine_transform(bank[0, ch], mat, offset=offset, order=1, mode="constant", cval=0.0)
             warped = np.clip(warped, 0.0, None)
             s = warped.sum()
             bank[i, ch] = warped / s if s > 0 else bank[0, ch]

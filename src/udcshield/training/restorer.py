@@ -26,7 +26,11 @@ _LOSSES: dict[str, LossFn] = {"l2": F.mse_loss, "l1": F.l1_loss}
 
 
 def cosine_lr(step: int, iterations: int, lr: float, lr_min: float) -> float:
-    """Learning rate at 0-based ``step``: cosine from ``lr`` (step 0) to ``lr_min`` (last step)."""
+    """Learning rate at 0-based ``step``: cosine from ``lr`` (step 0) to ``lr_min`` (last step).
+
+    Cosine annealing without restarts (Loshchilov & Hutter, ICLR 2017), as used for fine-tuning by
+    Song et al., arXiv 2402.13629.
+    """
     if iterations <= 1:
         return lr
     return lr_min + 0.5 * (lr - lr_min) * (1.0 + math.cos(math.pi * step / (iterations - 1)))
@@ -34,7 +38,10 @@ def cosine_lr(step: int, iterations: int, lr: float, lr_min: float) -> float:
 
 def check_training_args(images: torch.Tensor, name: str, *, iterations: int, batch_size: int, crop_size: int,
                         lr: float, lr_min: float, log_every: int) -> None:
-    """Validate a training image tensor (N, 3, H, W) in [0, 1] and the loop hyper-parameters."""
+    """Validate a training image tensor (N, 3, H, W) in [0, 1] and the loop hyper-parameters.
+
+    Shared by :func:`train_restorer` (Zhou et al. 2021) and the DDPM trainer (Ho et al. 2020).
+    """
     check_image_batch(images, name)
     low, high = float(images.min()), float(images.max())
     if low < 0.0 or high > 1.0:
@@ -67,7 +74,8 @@ def train_restorer(
     log_every: int = 10,
     progress: Callable[[dict], None] | None = None,
 ) -> list[dict]:
-    """Train (or fine-tune) ``model`` to map ``inputs`` to ``targets``.
+    """Train (or fine-tune) ``model`` to map ``inputs`` to ``targets`` (Zhou et al. 2021 training;
+    Song et al. arXiv 2402.13629 fine-tuning on purified inputs).
 
     Args:
         model: restorer, (B, 3, h, w) [0, 1] → (B, 3, h, w); moved to ``device`` in place.
