@@ -6,7 +6,7 @@ from udcshield.attacks import FGSM, PGD, create_attack, list_attacks
 
 
 def test_create_and_list():
-    assert list_attacks() == ["fgsm", "pgd"]
+    assert list_attacks() == ["bim", "cw", "fgsm", "lpips_pgd", "mifgsm", "pgd", "pgd_l2", "simba", "square"]
     model = nn.Identity()
     atk = create_attack("pgd", model, eps=2 / 256, steps=3)
     assert isinstance(atk, PGD) and atk.steps == 3 and atk.alpha == pytest.approx(2.5 * (2 / 256) / 3)
@@ -14,8 +14,8 @@ def test_create_and_list():
 
 
 def test_errors_list_valid_options():
-    with pytest.raises(ValueError, match=r"unknown attack 'cw'.*fgsm.*pgd"):
-        create_attack("cw", nn.Identity())
+    with pytest.raises(ValueError, match=r"unknown attack 'deepfool'.*fgsm.*pgd"):
+        create_attack("deepfool", nn.Identity())
     with pytest.raises(ValueError, match=r"stepz.*valid.*steps"):
         create_attack("pgd", nn.Identity(), stepz=3)
 

@@ -1,26 +1,59 @@
-"""udcshield.attacks: white-box attacks on image restorers speaking torchattacks' interface.
+"""udcshield.attacks: attacks on image restorers speaking torchattacks' interface.
 
-FGSM (Goodfellow et al. 2015) and PGD (Madry et al. 2018) maximize the distortion of a UDC
-restorer's output (Song et al., arXiv 2402.13629) within an L-infinity budget in the [0, 1] domain.
+White-box (registry names): FGSM "fgsm" (Goodfellow et al. 2015), PGD "pgd" and PGD-L2 "pgd_l2"
+(Madry et al. 2018), BIM "bim" (Kurakin et al. 2017), MI-FGSM "mifgsm" (Dong et al. 2018), C&W-L2 "cw"
+(Carlini & Wagner 2017) and LPIPS-guided PGD "lpips_pgd" (LPIPS: Zhang et al. 2018). Black-box through a
+counted :class:`QueryOracle`: SimBA "simba" (Guo et al. 2019) and Square "square" (Andriushchenko et al.
+2020). Functions: :func:`universal_perturbation` / :func:`apply_universal` (universal perturbations) and
+:func:`transfer_attack` with :class:`EnsembleModel` (transfer from surrogates). All maximize the
+distortion of a UDC restorer's output (Song et al., arXiv 2402.13629) in the [0, 1] domain.
 """
 
 from udcshield.attacks.base import ImageAttack, check_images, project_linf, representable_budget
+from udcshield.attacks.bim import BIM
+from udcshield.attacks.cw import CW
 from udcshield.attacks.fgsm import FGSM
-from udcshield.attacks.objectives import OBJECTIVES, distortion
+from udcshield.attacks.lpips import LPIPS
+from udcshield.attacks.lpips_attack import LPIPSPGD
+from udcshield.attacks.mifgsm import MIFGSM
+from udcshield.attacks.objectives import OBJECTIVES, TARGETED, UNTARGETED, distortion
+from udcshield.attacks.oracle import QueryBudgetExceeded, QueryOracle
 from udcshield.attacks.pgd import PGD
+from udcshield.attacks.pgd_l2 import PGDL2, project_l2
 from udcshield.attacks.registry import attack_kwargs, create_attack, list_attacks, register_attack
+from udcshield.attacks.simba import SimBA
+from udcshield.attacks.square import Square
+from udcshield.attacks.transfer import EnsembleModel, transfer_attack
+from udcshield.attacks.universal import apply_universal, universal_perturbation
 
 __all__ = [
+    "BIM",
+    "CW",
     "FGSM",
+    "LPIPS",
+    "LPIPSPGD",
+    "MIFGSM",
     "OBJECTIVES",
     "PGD",
+    "PGDL2",
+    "TARGETED",
+    "UNTARGETED",
+    "EnsembleModel",
     "ImageAttack",
+    "QueryBudgetExceeded",
+    "QueryOracle",
+    "SimBA",
+    "Square",
+    "apply_universal",
     "attack_kwargs",
     "check_images",
     "create_attack",
     "distortion",
     "list_attacks",
+    "project_l2",
     "project_linf",
     "register_attack",
     "representable_budget",
+    "transfer_attack",
+    "universal_perturbation",
 ]

@@ -204,7 +204,7 @@ class ImageAttack(Attack):
                 ref = self._predict(x).detach()
             self._cost["forward_only"] += 1
         with torch.no_grad():
-            adv = project_linf(self._attack(x, ref, seed_list), x, self.eps)
+            adv = self._project(self._attack(x, ref, seed_list), x)
         self.last_cost = {**self._cost, "seconds": time.perf_counter() - start}
         return adv
 
@@ -212,6 +212,11 @@ class ImageAttack(Attack):
         raise NotImplementedError
 
     # -- helpers for subclasses -------------------------------------------------------------------
+
+    def _project(self, adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Final exact projection onto the threat model (L-infinity ball of radius eps by default;
+        attacks with another norm override this)."""
+        return project_linf(adv, x, self.eps)
 
     def _seed_list(self, seeds: Sequence[int] | None, batch: int) -> list[int]:
         if seeds is None:
@@ -260,3 +265,19 @@ class ImageAttack(Attack):
             dist = distortion(self._predict(adv), ref, self.objective)
         self._cost["forward_only"] += 1
         return dist
+
+
+def check_int(value: object, name: str, minimum: int = 1) -> int:
+    """Return ``value`` if it is an int (not bool) >= ``minimum``, else raise ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+def check_float(value: object, name: str, minimum: float = 0.0, strict: bool = False) -> float:
+    """Return ``value`` as a float if it is finite and >= ``minimum`` (> if ``strict``), else ValueError."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value < minimum or (strict and value == minimum):
+        relation = ">" if strict else ">="
+        raise ValueError(f"{name} must be a finite number {relation} {minimum}, got {value!r}")
+    return float(value)

@@ -1,7 +1,11 @@
 """Explicit registry of image-to-image attacks (timm-style decorator registry, no folder scanning).
 
-Built-in: "fgsm" (Goodfellow et al. 2015) and "pgd" (Madry et al. 2018), both untargeted
-L-infinity attacks on restorers as in Song et al. (arXiv 2402.13629).
+Built-in attacks on restorers (Song et al., arXiv 2402.13629), all untargeted by default:
+"fgsm" (Goodfellow et al. 2015), "pgd" (Madry et al. 2018), "bim" (Kurakin et al. 2017), "mifgsm"
+(Dong et al. 2018), "pgd_l2" (Madry et al. 2018, L2), "cw" (Carlini & Wagner 2017, L2), "lpips_pgd"
+(PGD on LPIPS, Zhang et al. 2018), and the black-box "simba" (Guo et al. 2019) and "square"
+(Andriushchenko et al. 2020). Universal perturbations and transfer attacks are functions
+(:mod:`udcshield.attacks.universal`, :mod:`udcshield.attacks.transfer`), not registry entries.
 """
 
 from __future__ import annotations
@@ -13,8 +17,15 @@ from typing import Any
 from torch import nn
 
 from udcshield.attacks.base import ImageAttack
+from udcshield.attacks.bim import BIM
+from udcshield.attacks.cw import CW
 from udcshield.attacks.fgsm import FGSM
+from udcshield.attacks.lpips_attack import LPIPSPGD
+from udcshield.attacks.mifgsm import MIFGSM
 from udcshield.attacks.pgd import PGD
+from udcshield.attacks.pgd_l2 import PGDL2
+from udcshield.attacks.simba import SimBA
+from udcshield.attacks.square import Square
 
 _REGISTRY: dict[str, type[ImageAttack]] = {}
 
@@ -34,6 +45,13 @@ def register_attack(name: str) -> Callable[[type[ImageAttack]], type[ImageAttack
 
 register_attack("fgsm")(FGSM)
 register_attack("pgd")(PGD)
+register_attack("bim")(BIM)
+register_attack("mifgsm")(MIFGSM)
+register_attack("pgd_l2")(PGDL2)
+register_attack("cw")(CW)
+register_attack("lpips_pgd")(LPIPSPGD)
+register_attack("simba")(SimBA)
+register_attack("square")(Square)
 
 
 def list_attacks() -> list[str]:

@@ -251,7 +251,9 @@ class DiffusionPurifier(nn.Module):
             num_steps: network evaluations; None = every step t*, …, 1; fewer = an evenly strided
                 subset (:func:`strided_timesteps`) with the exact DDPM posterior between them.
             generator: one generator, or one per image (per-image seeds); draw order is the forward
-                noise, then one noise draw per reverse step except the last.
+                noise, then one noise draw per reverse step except the last. Noise is drawn on the
+                generator's device and moved to ``x``'s (a CPU generator gives the same result on any
+                device; a CUDA generator avoids the copy).
             clip_denoised: clip x̂0 to [-1, 1] in each step (as DDPM sampling does).
             checkpoint: recompute UNet activations in the backward pass (saves memory when an
                 adaptive attack differentiates through the chain; same values and gradients).

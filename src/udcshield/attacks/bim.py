@@ -1,0 +1,90 @@
+"""Basic Iterative Method / I-FGSM for image-to-image models (Kurakin et al. 2017)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import torch
+from torch import nn
+
+from udcshield.attacks.base import ImageAttack, check_float, check_int
+
+
+def kurakin_steps(eps: float) -> int:
+    """Kurakin et al.'s iteration count min(256 eps + 4, 1.25 * 256 eps), at least 1 (eps in [0, 1])."""
+    return max(1, int(math.ceil(min(256 * eps + 4, 1.25 * 256 * eps))))
+
+
+class BIM(ImageAttack):
+    """BIM (I-FGSM), L-infinity, untargeted: repeated small FGSM steps clipped to the eps-ball.
+
+    Kurakin, Goodfellow & Bengio, "Adversarial examples in the physical world", ICLR workshop 2017.
+    Each step is adv <- clip_{x, eps, [0, 1]}(adv + alpha * sign(grad distortion(f(adv), ref))),
+    starting from the clean input (no random start), here maximizing the distortion of a UDC
+    restorer's output (Song et al., arXiv 2402.13629).
+
+    Args:
+        model: image-to-image module, B x 3 x H x W float32 in [0, 1] -> same shape.
+        eps: L-infinity budget in [0, 1] (study levels 1, 2, 4, 8 / 256).
+        alpha: step size. Default: the paper's 1/256 when ``steps`` is None, else eps / steps (so that
+            ``steps=1`` is exactly FGSM).
+        steps: number of iterations (>= 1). Default: the paper's min(256 eps + 4, 1.25 * 256 eps).
+        random_start: start from x + U(-eps, eps) (per-image generator). Off by default (the paper's
+            method); forced with a UserWarning for reference="clean_output", whose gradient vanishes
+            at the clean input.
+        objective: a kind of :func:`udcshield.attacks.objectives.distortion` ("mse", "l1", ...).
+        reference: "target" (ground truth, second call argument) or "clean_output".
+        seed: base seed used when a call passes no ``seeds`` (see :class:`ImageAttack`).
+
+    Call: ``adv = atk(inputs, targets, seeds=None)`` -> B x 3 x H x W in [0, 1], max|adv - x| <= eps.
+    ``last_cost["iterations"] == steps``.
+    """
+
+    norm: str = "Linf"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        eps: float = 8 / 256,
+        alpha: float | None = None,
+        steps: int | None = None,
+        random_start: bool = False,
+        objective: str = "mse",
+        reference: str = "target",
+        seed: int = 0,
+    ) -> None:
+        super().__init__("BIM", model, eps, objective=objective, reference=reference, seed=seed)
+        if steps is None:
+            steps = kurakin_steps(self.eps)
+            default_alpha = 1 / 256
+        else:
+            steps = check_int(steps, "steps")
+            default_alpha = self.eps / steps
+        self.steps = steps
+        self.alpha = default_alpha if alpha is None else check_float(alpha, "alpha")
+        self.random_start = _forced_random_start("BIM", reference, random_start)
+
+    def _attack(self, x: torch.Tensor, ref: torch.Tensor, seeds: list[int]) -> torch.Tensor:
+        lo, hi = self._box(x)
+        adv = x.clone()
+        if self.random_start:
+            adv = torch.minimum(torch.maximum(x + self._uniform_noise(self._generators(seeds), x), lo), hi)
+        for _ in range(self.steps):
+            grad, _ = self._loss_grad(adv, ref)
+            adv = torch.minimum(torch.maximum(adv + self.alpha * grad.sign(), lo), hi)
+        self._cost["iterations"] = self.steps
+        return adv
+
+
+def _forced_random_start(name: str, reference: str, random_start: bool) -> bool:
+    """Force a random start (with a UserWarning) when the gradient vanishes at the clean input."""
+    if reference == "clean_output" and not random_start:
+        warnings.warn(
+            f"{name} with reference='clean_output' has zero gradient at the clean input; "
+            "forcing random_start=True",
+            UserWarning,
+            stacklevel=3,
+        )
+        return True
+    return bool(random_start)

@@ -1,0 +1,356 @@
+"""File readers for the real UDC datasets: ``.npy`` HDR arrays, 8/16-bit photos, Radiance ``.hdr``, ``.mat``.
+
+Every image reader returns a channel-first ``(3, H, W)`` float64 array and raises ``FileNotFoundError``
+(missing file) or ``ValueError`` (corrupt file, wrong shape, NaN/Inf, ...) with the file path in the
+message. Value ranges:
+
+* :func:`read_npy_image` -- the stored values unchanged (linear HDR radiance in DISCNet SYNTH, Feng et
+  al., CVPR 2021, and MIPI 2022 UDC).
+* :func:`read_png` -- display-referred (sRGB-encoded) values in [0, 1]: integer samples divided by the
+  dtype maximum (uint8 / 255 exactly, uint16 / 65535).
+* :func:`read_hdr` -- linear radiance >= 0 decoded from Radiance RGBE.
+* :func:`read_mat_arrays` -- the raw arrays (e.g. uint8 ``(N, H, W, 3)`` in the ``.mat`` release of Zhou
+  et al., "Image Restoration for Under-Display Camera", CVPR 2021).
+
+OpenEXR and MATLAB v7.3 (HDF5) files are detected and rejected with a message saying how to convert
+them, since neither an EXR decoder nor h5py is available in this environment.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+_EXR_MAGIC = b"\x76\x2f\x31\x01"
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _existing_file(path: str | Path) -> Path:
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"file not found: {p}")
+    return p
+
+
+def _to_chw(arr: np.ndarray, p: Path) -> np.ndarray:
+    """(H, W, 3) or (3, H, W) numeric array -> (3, H, W) float64, finite. Raises ValueError naming ``p``."""
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"{p}: expected a numeric image array, got dtype {arr.dtype}")
+    if arr.ndim != 3:
+        raise ValueError(f"{p}: expected a 3-D image array (H, W, 3) or (3, H, W), got shape {arr.shape}")
+    if arr.shape[-1] == 3:
+        chw = arr.transpose(2, 0, 1)
+    elif arr.shape[0] == 3:
+        chw = arr
+    else:
+        raise ValueError(f"{p}: expected 3 colour channels (H, W, 3) or (3, H, W), got shape {arr.shape}")
+    out = np.ascontiguousarray(chw, dtype=np.float64)
+    if min(out.shape[1:]) < 1:
+        raise ValueError(f"{p}: empty image of shape {arr.shape}")
+    if not np.all(np.isfinite(out)):
+        raise ValueError(f"{p}: image contains NaN or Inf")
+    return out
+
+
+def read_npy_image(path: str | Path) -> np.ndarray:
+    """Read an ``.npy`` image array (DISCNet SYNTH / MIPI 2022 UDC layout: H x W x 3 float, linear HDR).
+
+    Loaded with ``allow_pickle=False``, so an object/pickled ``.npy`` is rejected.
+
+    Args:
+        path: ``.npy`` file holding an (H, W, 3) array (an unambiguous (3, H, W) array is also accepted).
+
+    Returns:
+        (3, H, W) float64 with the stored values (no scaling, no clipping).
+
+    Raises:
+        FileNotFoundError: missing file. ValueError: pickled/corrupt file, wrong ndim or channel count,
+        non-numeric dtype, NaN or Inf.
+    """
+    p = _existing_file(path)
+    with open(p, "rb") as fh:
+        magic = fh.read(6)
+    if magic != b"\x93NUMPY":
+        kind = "a zip/.npz archive" if magic.startswith(b"PK") else "no .npy header"
+        raise ValueError(f"{p}: not a readable .npy array ({kind})")
+    try:
+        arr = np.load(p, allow_pickle=False)
+    except ValueError as exc:
+        if "pickle" in str(exc).lower():
+            raise ValueError(f"{p}: holds pickled (object) data, refused for safety (allow_pickle=False)") from exc
+        raise ValueError(f"{p}: not a readable .npy array: {exc}") from exc
+    except Exception as exc:  # truncated / corrupt headers raise assorted errors
+        raise ValueError(f"{p}: not a readable .npy array: {exc}") from exc
+    if not isinstance(arr, np.ndarray):  # e.g. an .npz archive renamed to .npy
+        raise ValueError(f"{p}: expected a single .npy array, got {type(arr).__name__}")
+    return _to_chw(arr, p)
+
+
+def _png_is_16bit_colour(p: Path) -> bool:
+    with open(p, "rb") as fh:
+        head = fh.read(26)
+    return len(head) == 26 and head[:8] == _PNG_SIGNATURE and head[24] == 16 and head[25] in (2, 6)
+
+
+def read_png(path: str | Path) -> np.ndarray:
+    """Read an 8/16-bit PNG (also JPEG or TIFF) as display-referred values in [0, 1].
+
+    Integer samples are divided by the dtype maximum (uint8: exactly v / 255; uint16: v / 65535).
+    Grey images are replicated to three channels; an alpha channel is dropped. Floating-point files
+    (e.g. a float TIFF) are returned as stored and must be finite and >= 0.
+
+    Note: the Pillow decoder used by scikit-image reduces 16-bit *colour* PNGs to 8 bits; such files are
+    read at 8-bit precision with a warning (store them as 16-bit TIFF to keep the full precision).
+
+    Returns:
+        (3, H, W) float64.
+
+    Raises:
+        FileNotFoundError: missing file. ValueError: undecodable file, unsupported shape, NaN/Inf.
+    """
+    return _read_raster(_existing_file(path))[0]
+
+
+def _read_raster(p: Path) -> tuple[np.ndarray, bool]:
+    """Decode a PNG/JPEG/TIFF -> ((3, H, W) float64, whether the samples were integers)."""
+    from skimage import io as skio
+
+    if p.suffix.lower() == ".png" and _png_is_16bit_colour(p):
+        warnings.warn(f"{p}: 16-bit colour PNG is decoded at 8-bit precision by Pillow", UserWarning, stacklevel=3)
+    try:
+        img = np.asarray(skio.imread(str(p)))
+    except Exception as exc:  # decoder errors vary by plugin
+        raise ValueError(f"{p}: cannot decode image file: {exc}") from exc
+    if img.dtype == bool:
+        img = img.astype(np.uint8)
+    if img.ndim == 2:
+        img = img[..., None]
+    if img.ndim != 3 or img.shape[-1] not in (1, 3, 4):
+        raise ValueError(f"{p}: expected a grey, RGB or RGBA image, got shape {img.shape}")
+    img = img[..., :3] if img.shape[-1] != 1 else np.repeat(img, 3, axis=-1)
+    is_int = bool(np.issubdtype(img.dtype, np.integer))
+    if is_int:
+        out = img.astype(np.float64) / float(np.iinfo(img.dtype).max)
+    elif np.issubdtype(img.dtype, np.floating):
+        out = img.astype(np.float64)
+    else:
+        raise ValueError(f"{p}: unsupported sample type {img.dtype}")
+    out = _to_chw(out, p)
+    if out.min() < 0:
+        raise ValueError(f"{p}: negative pixel values (min {out.min():.3g})")
+    return out, is_int
+
+
+def _rgbe_to_float(rgbe: np.ndarray) -> np.ndarray:
+    """(..., 4) uint8 RGBE -> (..., 3) float64: m * 2**(e - 136), 0 where e == 0 (Walter / stb convention)."""
+    e = rgbe[..., 3].astype(np.int32)
+    scale = np.where(e > 0, np.ldexp(1.0, e - 136), 0.0)
+    return rgbe[..., :3].astype(np.float64) * scale[..., None]
+
+
+def _decode_scanline(buf: bytes, pos: int, width: int, p: Path) -> tuple[np.ndarray, int]:
+    """Decode one RGBE scanline at ``buf[pos:]`` -> ((width, 4) uint8, new pos). Flat, old or new RLE."""
+    n = len(buf)
+    if 8 <= width <= 0x7FFF and pos + 4 <= n and buf[pos] == 2 and buf[pos + 1] == 2 and not buf[pos + 2] & 0x80:
+        if (buf[pos + 2] << 8 | buf[pos + 3]) != width:
+            raise ValueError(f"{p}: corrupt .hdr: RLE scanline width {buf[pos + 2] << 8 | buf[pos + 3]} != {width}")
+        pos += 4
+        line = np.empty((4, width), dtype=np.uint8)
+        for c in range(4):
+            x = 0
+            while x < width:
+                if pos >= n:
+                    raise ValueError(f"{p}: corrupt .hdr: truncated RLE data")
+                count = buf[pos]
+                pos += 1
+                if count > 128:  # run of one value
+                    count -= 128
+                    if x + count > width:
+                        raise ValueError(f"{p}: corrupt .hdr: RLE run overruns the scanline")
+                    if pos >= n:
+                        raise ValueError(f"{p}: corrupt .hdr: truncated RLE data")
+                    line[c, x : x + count] = buf[pos]
+                    pos += 1
+                else:  # literal bytes
+                    if count == 0 or x + count > width:
+                        raise ValueError(f"{p}: corrupt .hdr: bad RLE literal count")
+                    if pos + count > n:
+                        raise ValueError(f"{p}: corrupt .hdr: truncated RLE data")
+                    line[c, x : x + count] = np.frombuffer(buf, dtype=np.uint8, count=count, offset=pos)
+                    pos += count
+                x += count
+        return np.ascontiguousarray(line.T), pos
+    # flat pixels, possibly with old-style run markers (1, 1, 1, n): repeat the previous pixel n << shift times
+    line = np.empty((width, 4), dtype=np.uint8)
+    x, shift = 0, 0
+    while x < width:
+        if pos + 4 > n:
+            raise ValueError(f"{p}: corrupt .hdr: truncated pixel data")
+        px = buf[pos : pos + 4]
+        pos += 4
+        if px[0] == 1 and px[1] == 1 and px[2] == 1:
+            count = px[3] << shift
+            if x == 0 or x + count > width:
+                raise ValueError(f"{p}: corrupt .hdr: bad old-style run")
+            line[x : x + count] = line[x - 1]
+            x += count
+            shift += 8
+        else:
+            line[x] = np.frombuffer(px, dtype=np.uint8)
+            x += 1
+            shift = 0
+    return line, pos
+
+
+_RES_RE = re.compile(rb"^([+-])([XY]) (\d+) ([+-])([XY]) (\d+)$")
+
+
+def read_hdr(path: str | Path) -> np.ndarray:
+    """Read a Radiance RGBE ``.hdr`` file as linear radiance.
+
+    Supports the ``32-bit_rle_rgbe`` format with flat, old-style RLE and new-style (per-component) RLE
+    scanlines, and all eight resolution-line orientations (standard: ``-Y H +X W``, top row first).
+    Decoding follows the common convention value = mantissa * 2**(exponent - 136) (exactly invertible for
+    values representable in RGBE); an ``EXPOSURE=`` header is ignored, as most readers do.
+
+    Returns:
+        (3, H, W) float64, >= 0.
+
+    Raises:
+        FileNotFoundError: missing file. ValueError: bad magic, unsupported FORMAT (e.g. XYZE), missing
+        or malformed resolution line, truncated or corrupt pixel data.
+    """
+    p = _existing_file(path)
+    buf = p.read_bytes()
+    if not buf.startswith(b"#?"):  # "#?RADIANCE", "#?RGBE", ...
+        raise ValueError(f"{p}: not a Radiance .hdr file (missing '#?' magic)")
+    end = buf.find(b"\n\n")
+    if end < 0:
+        raise ValueError(f"{p}: corrupt .hdr: header has no terminating blank line")
+    for line in buf[:end].split(b"\n")[1:]:
+        if line.startswith(b"FORMAT="):
+            fmt = line[7:].strip()
+            if fmt != b"32-bit_rle_rgbe":
+                raise ValueError(f"{p}: unsupported .hdr FORMAT {fmt.decode(errors='replace')!r}; only 32-bit_rle_rgbe")
+    nl = buf.find(b"\n", end + 2)
+    if nl < 0:
+        raise ValueError(f"{p}: corrupt .hdr: missing resolution line")
+    m = _RES_RE.match(buf[end + 2 : nl].strip())
+    if m is None or m.group(2) == m.group(5):
+        raise ValueError(f"{p}: corrupt .hdr: bad resolution line {buf[end + 2 : nl][:40]!r}")
+    n_lines, length = int(m.group(3)), int(m.group(6))
+    if n_lines < 1 or length < 1:
+        raise ValueError(f"{p}: corrupt .hdr: empty image {n_lines}x{length}")
+    pos = nl + 1
+    first_is_rle = len(buf) >= pos + 2 and buf[pos] == 2 and buf[pos + 1] == 2 and 8 <= length <= 0x7FFF
+    if len(buf) - pos == n_lines * length * 4 and not first_is_rle:
+        raw = np.frombuffer(buf, dtype=np.uint8, offset=pos).reshape(n_lines, length, 4)
+        if np.any((raw[..., 0] == 1) & (raw[..., 1] == 1) & (raw[..., 2] == 1)):
+            raw = None  # may hold old-style run markers: take the general path
+    else:
+        raw = None
+    if raw is None:
+        out = np.empty((n_lines, length, 4), dtype=np.uint8)
+        for i in range(n_lines):
+            out[i], pos = _decode_scanline(buf, pos, length, p)
+        raw = out
+    img = _rgbe_to_float(raw)  # (scanline, position along scanline, 3)
+    if m.group(2) == b"Y":  # scanlines are rows
+        if m.group(1) == b"+":
+            img = img[::-1]  # +Y: bottom row first
+        if m.group(4) == b"-":
+            img = img[:, ::-1]
+    else:  # scanlines are columns: (x, y) -> (y, x)
+        if m.group(1) == b"-":
+            img = img[::-1]
+        if m.group(4) == b"+":
+            img = img[:, ::-1]
+        img = img.transpose(1, 0, 2)
+    return np.ascontiguousarray(img.transpose(2, 0, 1))
+
+
+def read_linear_image(path: str | Path) -> np.ndarray:
+    """Read a ground-truth photo as linear radiance for the simulator.
+
+    ``.hdr`` files are returned as decoded (linear). Integer-typed PNG/JPEG/TIFF files (8 or 16 bit) are
+    taken as sRGB-encoded and linearised with :func:`udcshield.physics.tonemap.srgb_to_linear`.
+    Floating-point TIFFs are taken as linear already. ``.exr`` is rejected (no decoder available).
+
+    Returns:
+        (3, H, W) float64, >= 0 (in [0, 1] for 8/16-bit files; unbounded for .hdr / float TIFF).
+    """
+    from udcshield.physics.tonemap import srgb_to_linear
+
+    p = _existing_file(path)
+    suffix = p.suffix.lower()
+    if suffix == ".exr":
+        reject_exr(p)
+    if suffix == ".hdr":
+        return read_hdr(p)
+    img, is_int = _read_raster(p)
+    return srgb_to_linear(np.clip(img, 0.0, 1.0)) if is_int else img
+
+
+def reject_exr(path: str | Path) -> None:
+    """Raise ValueError for an OpenEXR file: no EXR decoder is available here; say how to convert."""
+    raise ValueError(
+        f"{path}: OpenEXR files cannot be read here (no EXR decoder such as OpenEXR/imageio-freeimage is "
+        "installed); convert them to Radiance .hdr, float TIFF or linear float .npy first"
+    )
+
+
+def mat_is_hdf5(path: str | Path) -> bool:
+    """True if ``path`` is a MATLAB v7.3 (HDF5-based) ``.mat`` file."""
+    with open(path, "rb") as fh:
+        head = fh.read(520)
+    return head.startswith(_HDF5_SIGNATURE) or head[:19] == b"MATLAB 7.3 MAT-file" or head[512:520] == _HDF5_SIGNATURE
+
+
+def mat_keys(path: str | Path) -> list[str]:
+    """Variable names stored in a MATLAB v4/v5/v7 ``.mat`` file (read from headers, data not loaded)."""
+    import scipy.io
+
+    p = _existing_file(path)
+    _reject_hdf5_mat(p)
+    try:
+        return [name for name, _, _ in scipy.io.whosmat(str(p))]
+    except Exception as exc:
+        raise ValueError(f"{p}: not a readable .mat file: {exc}") from exc
+
+
+def _reject_hdf5_mat(p: Path) -> None:
+    if mat_is_hdf5(p):
+        raise ValueError(
+            f"{p}: MATLAB v7.3 (HDF5) .mat file; reading it needs h5py, which is not installed. Re-save it "
+            "in MATLAB with save(..., '-v7') or export the images as PNG"
+        )
+
+
+def read_mat_arrays(path: str | Path, keys: list[str] | tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Load the named variables from a MATLAB v4/v5/v7 ``.mat`` file (scipy.io.loadmat).
+
+    Used for the ``.mat`` release of Zhou et al. (CVPR 2021): uint8 arrays (N, H, W, 3) under keys such
+    as ``"val_display"`` / ``"val_gt"``. Arrays are returned as stored (no scaling).
+
+    Raises:
+        FileNotFoundError: missing file. ValueError: v7.3/HDF5 file (h5py not installed), corrupt file,
+        or a key that is not in the file (the message lists the keys found).
+    """
+    import scipy.io
+
+    p = _existing_file(path)
+    _reject_hdf5_mat(p)
+    keys = [str(k) for k in keys]
+    found = mat_keys(p)
+    missing = [k for k in keys if k not in found]
+    if missing:
+        raise ValueError(f"{p}: keys {missing} not found; the file holds {found}")
+    try:
+        data = scipy.io.loadmat(str(p), variable_names=keys)
+    except Exception as exc:
+        raise ValueError(f"{p}: not a readable .mat file: {exc}") from exc
+    return {k: np.asarray(data[k]) for k in keys}
