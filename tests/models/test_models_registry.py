@@ -71,3 +71,16 @@ def test_initial_weights_from_generator_and_global_rng_untouched():
     assert torch.equal(a.head.weight, b.head.weight)
     assert not torch.equal(a.head.weight, c.head.weight)
     assert "generator" not in a.init_kwargs
+
+
+def test_without_generator_the_callers_seeded_init_decides():
+    from udcshield.seeding import seeded_init
+
+    with seeded_init(1, "train"):
+        a = create_restorer("resunet_tiny")
+    with seeded_init(1, "train"):
+        b = create_restorer("resunet_tiny")
+    with seeded_init(2, "train"):
+        c = create_restorer("resunet_tiny")
+    assert torch.equal(a.head.weight, b.head.weight)
+    assert not torch.equal(a.head.weight, c.head.weight)

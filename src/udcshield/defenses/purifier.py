@@ -30,7 +30,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint as grad_checkpoint
 
 from udcshield.models.checkpoint import load_state_dict_strict, read_checkpoint_folder, write_checkpoint_folder
-from udcshield.models.registry import check_image_batch, seeded_init
+from udcshield.models.registry import check_image_batch, init_from_generator
 from udcshield.models.unet import pad_to_multiple
 
 __all__ = ["DiffusionPurifier", "save_purifier", "load_purifier", "strided_timesteps"]
@@ -96,7 +96,8 @@ class DiffusionPurifier(nn.Module):
         num_train_timesteps: T.
         beta_schedule: one of "linear" (β from 1e-4 to 0.02, Ho et al.), "scaled_linear",
             "squaredcos_cap_v2", "sigmoid".
-        generator: source of the initial weights (``None``: fixed seed; not saved, weights are).
+        generator: source of the initial weights (``None``: the global RNG, e.g. pinned by
+            ``udcshield.seeding.seeded_init``); not saved, the weights are.
 
     How t* maps to noise (defaults: linear, T = 1000). x_t = √ᾱ·x + √(1−ᾱ)·ε in [-1, 1] space, i.e.
     Gaussian noise of std σ = √((1−ᾱ)/ᾱ) relative to the image, σ/2 in [0, 1] units::
@@ -128,7 +129,8 @@ class DiffusionPurifier(nn.Module):
         super().__init__()
         channels = tuple(block_out_channels)
         if not channels or not all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in channels):
-            raise ValueError(f"block_out_channels must be a non-empty sequence of positive ints, got {block_out_channels!r}")
+            raise ValueError("block_out_channels must be a non-empty sequence of positive ints, "
+                             f"got {block_out_channels!r}")
         for arg, value in (("sample_size", sample_size), ("layers_per_block", layers_per_block),
                            ("num_train_timesteps", num_train_timesteps)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -144,7 +146,7 @@ class DiffusionPurifier(nn.Module):
         up = ["UpBlock2D"] * levels
         if attention:
             down[-1], up[0] = "AttnDownBlock2D", "AttnUpBlock2D"
-        with seeded_init(generator):
+        with init_from_generator(generator):
             self.unet = UNet2DModel(
                 sample_size=sample_size, in_channels=3, out_channels=3, block_out_channels=channels,
                 layers_per_block=layers_per_block, down_block_types=tuple(down), up_block_types=tuple(up),
@@ -195,7 +197,8 @@ class DiffusionPurifier(nn.Module):
         return self.unet(z_t, t.to(z_t.device) - 1).sample
 
     def training_loss(self, x0: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """DDPM simple loss (Ho et al. 2020, Eq. 14): E‖ε − ε̂(√ᾱ_t x0 + √(1−ᾱ_t) ε, t)‖², t ~ U{1..T}.
+        """DDPM simple loss (Ho et al. 2020, Eq. 14): E‖ε − ε̂(√ᾱ_t x0 + √(1−ᾱ_t) ε, t)‖², t ~ U{1..T}
+        (x0 in [-1, 1] space).
 
         ``x0``: (B, 3, H, W) clean images in [0, 1], H and W multiples of ``self.multiple``.
         Returns a scalar tensor. Draw order: timesteps, then noise.
@@ -207,7 +210,8 @@ class DiffusionPurifier(nn.Module):
         batch = x0.shape[0]
         t = torch.randint(1, self.num_train_timesteps + 1, (batch,), generator=generator, device=generator.device)
         noise = _randn(tuple(x0.shape), generator, x0)
-        alpha_bar = torch.tensor(self._alpha_bar, dtype=torch.float64)[t.cpu()].to(x0.device, x0.dtype).view(-1, 1, 1, 1)
+        alpha_bar = torch.tensor(self._alpha_bar, dtype=torch.float64)[t.cpu()]
+        alpha_bar = alpha_bar.to(x0.device, x0.dtype).view(-1, 1, 1, 1)
         z_t = alpha_bar.sqrt() * self.to_model_space(x0) + (1.0 - alpha_bar).sqrt() * noise
         return F.mse_loss(self.predict_noise(z_t, t.to(x0.device)), noise)
 
@@ -215,10 +219,12 @@ class DiffusionPurifier(nn.Module):
                      clip_denoised: bool = True) -> torch.Tensor:
         """One DDPM posterior step z_t → z_s (s < t, possibly non-adjacent; Ho et al. Eq. 6–7).
 
-        With a_ts = ᾱ_t/ᾱ_s and b_ts = 1 − a_ts: x̂0 = (z_t − √(1−ᾱ_t) ε̂)/√ᾱ_t (clipped to [-1, 1] if
-        ``clip_denoised``), mean = √ᾱ_s b_ts/(1−ᾱ_t) x̂0 + √a_ts (1−ᾱ_s)/(1−ᾱ_t) z_t,
+        With a_ts = ᾱ_t/ᾱ_s and b_ts = 1 − a_ts: x̂0 = (z_t − √(1−ᾱ_t) ε̂)/√ᾱ_t (clipped to [-1, 1]
+        if ``clip_denoised``), mean = √ᾱ_s b_ts/(1−ᾱ_t) x̂0 + √a_ts (1−ᾱ_s)/(1−ᾱ_t) z_t,
         variance = (1−ᾱ_s)/(1−ᾱ_t) b_ts; no noise is added when s = 0.
         """
+        if not 0 <= s < t <= self.num_train_timesteps:
+            raise ValueError(f"reverse_step needs 0 <= s < t <= {self.num_train_timesteps}, got t={t}, s={s}")
         abar_t, abar_s = self._alpha_bar[t], self._alpha_bar[s]
         a_ts = abar_t / abar_s
         b_ts = 1.0 - a_ts

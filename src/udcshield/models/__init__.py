@@ -10,7 +10,7 @@ from udcshield.models.registry import (
     create_restorer,
     list_restorers,
     register_restorer,
-    seeded_init,
+    init_from_generator,
 )
 from udcshield.models.unet import ResUNet
 
@@ -23,5 +23,5 @@ __all__ = [
     "read_checkpoint_config",
     "register_restorer",
     "save_checkpoint",
-    "seeded_init",
+    "init_from_generator",
 ]

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
-__all__ = ["register_restorer", "create_restorer", "list_restorers", "check_image_batch", "seeded_init"]
+__all__ = ["register_restorer", "create_restorer", "list_restorers", "check_image_batch", "init_from_generator"]
 
 _RESTORERS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -60,17 +60,19 @@ def list_restorers() -> list[str]:
 
 
 @contextmanager
-def seeded_init(generator: torch.Generator | None) -> Iterator[None]:
+def init_from_generator(generator: torch.Generator | None) -> Iterator[None]:
     """Context in which module constructors draw their initial weights from ``generator``.
 
     PyTorch and diffusers layers initialize from the global RNG; inside this context that RNG is
-    reseeded from one draw of ``generator`` (``None`` means a fixed seed 0) and restored on exit, so
-    initial weights depend only on the explicit generator and the caller's global RNG is untouched.
-    Construct on CPU (only the CPU RNG is forked). Reproducible initialization matters for the
+    reseeded from one draw of ``generator`` and restored on exit, so initial weights depend only on the
+    explicit generator and the caller's global RNG is untouched. ``None`` does nothing: weights then
+    come from the global RNG as usual, so an enclosing ``udcshield.seeding.seeded_init(seed, stage)``
+    decides them. Construct on CPU (only the CPU RNG is forked). Reproducible initialization matters for the
     repeated training runs of Song et al., arXiv 2402.13629.
     """
     if generator is None:
-        generator = torch.Generator().manual_seed(0)
+        yield
+        return
     seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -83,8 +85,8 @@ def create_restorer(name: str, *, generator: torch.Generator | None = None, **kw
     The returned module (on CPU, train mode) maps ``(B, 3, H, W)`` images in [0, 1] to restored images
     of the same shape. It carries ``restorer_name`` (str) and ``init_kwargs`` (dict with defaults
     filled in), which is what :func:`udcshield.models.checkpoint.save_checkpoint` writes. Initial
-    weights come from ``generator`` (``None``: a fixed seed, so two calls give identical models); see
-    :func:`seeded_init`.
+    weights come from ``generator``; with ``None`` from the global RNG, which callers pin with
+    ``udcshield.seeding.seeded_init(seed, stage)`` (see :func:`init_from_generator`).
 
     Raises:
         ValueError: unknown ``name`` (the message lists the registered ones).
@@ -105,7 +107,7 @@ def create_restorer(name: str, *, generator: torch.Generator | None = None, **kw
         json.dumps(init_kwargs)
     except TypeError as err:
         raise TypeError(f"restorer {name!r}: arguments must be JSON-serializable ({err})") from None
-    with seeded_init(generator):
+    with init_from_generator(generator):
         model = factory(**init_kwargs)
     if not isinstance(model, nn.Module):
         raise TypeError(f"restorer {name!r} factory returned {type(model).__name__}, not an nn.Module")
