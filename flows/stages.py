@@ -17,10 +17,11 @@ from tasks import simulate as st
 from tasks import train as tt
 from udcshield.config import Params, load_params
 from udcshield.pipeline import attack, evaluate, purify
-from udcshield.pipeline.layout import Layout, resolve_device
+from udcshield.pipeline.layout import Layout, configure_torch, resolve_device
 
 
 def _setup(params_path: str, data_root: str) -> tuple[Params, Layout]:
+    configure_torch()
     return load_params(params_path), Layout(Path(data_root))
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from udcshield.config import ConfigError, Params, load_params, to_dict
-from udcshield.pipeline.layout import Layout, resolve_device
+from udcshield.pipeline.layout import Layout, configure_torch, resolve_device
 
 
 def _stages() -> dict[str, Callable[[Params, Layout], Any]]:
@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "validate":
         print(json.dumps(to_dict(params), indent=2))
         return 0
+    configure_torch()
     try:
         result = _stages()[args.stage](params, Layout(Path(args.data)))
     except (FileNotFoundError, ValueError, RuntimeError) as exc:

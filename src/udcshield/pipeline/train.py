@@ -18,7 +18,7 @@ from udcshield.models.checkpoint import save_checkpoint
 from udcshield.models.registry import create_restorer
 from udcshield.pipeline.common import load_pairs, write_rows_csv
 from udcshield.pipeline.layout import Layout
-from udcshield.seeding import seeded_init, torch_generator
+from udcshield.seeding import torch_generator
 from udcshield.store.provenance import make_provenance
 from udcshield.training.diffusion import train_purifier
 from udcshield.training.restorer import train_restorer
@@ -30,8 +30,7 @@ def fit_restorer(params: Params, inputs: torch.Tensor, targets: torch.Tensor, de
                  progress: Progress = None) -> tuple[torch.nn.Module, list[dict]]:
     """Build the configured restorer and train it; inputs/targets (N, 3, H, W) float32 in [0, 1]."""
     cfg = params.train
-    with seeded_init(params.seed, "train"):
-        model = create_restorer(cfg.model, **cfg.model_kwargs)
+    model = create_restorer(cfg.model, generator=torch_generator(params.seed, "train/init"), **cfg.model_kwargs)
     gen = torch_generator(params.seed, "train/batches")
     history = train_restorer(model, inputs, targets, iterations=cfg.iterations, batch_size=cfg.batch_size,
                              crop_size=cfg.crop_size, lr=cfg.lr, lr_min=cfg.lr_min, loss=cfg.loss,
@@ -44,10 +43,10 @@ def fit_purifier(params: Params, images: torch.Tensor, device: torch.device,
                  progress: Progress = None) -> tuple[DiffusionPurifier, list[dict]]:
     """Build the configured purifier and train it on ``images`` (N, 3, H, W) in [0, 1]."""
     cfg = params.purifier
-    with seeded_init(params.seed, "train_purifier"):
-        purifier = DiffusionPurifier(sample_size=cfg.sample_size, block_out_channels=tuple(cfg.block_out_channels),
-                                     layers_per_block=cfg.layers_per_block, attention=cfg.attention,
-                                     num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule)
+    purifier = DiffusionPurifier(sample_size=cfg.sample_size, block_out_channels=tuple(cfg.block_out_channels),
+                                 layers_per_block=cfg.layers_per_block, attention=cfg.attention,
+                                 num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule,
+                                 generator=torch_generator(params.seed, "train_purifier/init"))
     gen = torch_generator(params.seed, "train_purifier/batches")
     history = train_purifier(purifier, images, iterations=cfg.iterations, batch_size=cfg.batch_size,
                              crop_size=cfg.crop_size, lr=cfg.lr, lr_min=cfg.lr_min, flips=cfg.flips,
