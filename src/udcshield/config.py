@@ -95,7 +95,7 @@ class SimulateConfig:
     test_photos: tuple[str, ...] = ("chelsea", "rocket")
     patch_size: int = 64
     train_patches_per_image: int = 48
-    test_patches_per_image: int = 8
+    test_patches_per_image: int = 16
     scale: float = 0.5
     optics: OpticsConfig = field(default_factory=OpticsConfig)
     hdr: HdrConfig = field(default_factory=HdrConfig)
@@ -120,10 +120,10 @@ class TrainConfig:
 
     model: str = "resunet"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
-    iterations: int = 1500
+    iterations: int = 3000
     batch_size: int = 8
-    crop_size: int = 48
-    lr: float = 2e-3
+    crop_size: int = 64
+    lr: float = 1e-3
     lr_min: float = 1e-5
     loss: Literal["l2", "l1"] = "l2"
     flips: bool = True
@@ -147,10 +147,10 @@ class PurifierConfig:
     num_train_timesteps: int = 1000
     beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "linear"
     iterations: int = 2000
-    batch_size: int = 16
+    batch_size: int = 8
     crop_size: int = 32
     lr: float = 1e-3
-    lr_min: float = 1e-5
+    lr_min: float = 1e-4
     flips: bool = True
 
     def validate(self, where: str) -> None:
@@ -165,14 +165,14 @@ class PurifierConfig:
 class FinetuneConfig:
     """Fine-tuning on purified training inputs with varied diffusion depth (Song et al.: 50-100 steps)."""
 
-    t_stars: tuple[int, ...] = (50, 75, 100)
-    num_steps: int | None = None
+    t_stars: tuple[int, ...] = (30, 50, 70)
+    num_steps: int | None = 10
     purify_batch_size: int = 32
-    iterations: int = 500
+    iterations: int = 800
     batch_size: int = 8
-    crop_size: int = 48
-    lr: float = 5e-4
-    lr_min: float = 1e-5
+    crop_size: int = 64
+    lr: float = 2e-4
+    lr_min: float = 1e-6
     loss: Literal["l2", "l1"] = "l2"
     flips: bool = True
     color_jitter: float = 0.05
@@ -231,8 +231,8 @@ class AttackConfig:
 class PurifyConfig:
     """Purification of every evaluated input set: diffuse to t_star, reverse to 0 (Nie et al. 2022)."""
 
-    t_star: int = 100
-    num_steps: int | None = None
+    t_star: int = 50
+    num_steps: int | None = 10
     batch_size: int = 32
 
     def validate(self, where: str) -> None:
