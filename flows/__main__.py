@@ -7,9 +7,14 @@ the offending key.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from udcshield.config import ConfigError, load_params
+
+# No network here: keep the ephemeral Prefect server from trying to send usage telemetry.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
 
 
 def main(argv: list[str] | None = None) -> int:

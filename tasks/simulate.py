@@ -17,7 +17,7 @@ from udcshield.pipeline.layout import Layout
 @task(name="psf-bank", **TASK_OPTIONS)
 def psf_bank(params: Params) -> np.ndarray:
     """Compute the display-diffraction PSF bank (K, 3, s, s)."""
-    return stage.make_psf_bank(params.simulate.optics, params.seed)
+    return stage.dataset_psf_bank(params.simulate, params.seed)
 
 
 @task(name="simulate-split", **TASK_OPTIONS)

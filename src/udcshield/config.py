@@ -29,7 +29,8 @@ class ConfigError(ValueError):
 class OpticsConfig:
     """Display mask and lens: see :func:`udcshield.physics.psf.compute_psf` (DESIGN.md section 3)."""
 
-    mask: Literal["toled", "poled", "circle", "open"] = "toled"
+    mask: Literal["toled", "poled", "circle", "open", "user"] = "toled"
+    user_mask_path: str | None = None
     pitch_um: float = 168.0
     open_ratio: float = 0.238
     focal_length_mm: float = 4.67
@@ -47,6 +48,9 @@ class OpticsConfig:
             raise ConfigError(f"{where}.open_ratio must be in (0, 1], got {self.open_ratio}")
         if self.support_px % 2 != 1:
             raise ConfigError(f"{where}.support_px must be odd (PSF centred on a pixel), got {self.support_px}")
+        if (self.mask == "user") != (self.user_mask_path is not None):
+            raise ConfigError(f"{where}.user_mask_path must be set exactly when {where}.mask is 'user' "
+                              f"(mask={self.mask!r}, user_mask_path={self.user_mask_path!r})")
         if len(self.wavelengths_nm) != 3 or any(w <= 0 for w in self.wavelengths_nm):
             raise ConfigError(f"{where}.wavelengths_nm must be three positive numbers (R, G, B), "
                               f"got {list(self.wavelengths_nm)}")
@@ -89,8 +93,18 @@ class FormationConfig:
 
 @dataclass(frozen=True)
 class SimulateConfig:
-    """Embedded default data: scikit-image photos -> pseudo-HDR -> display-diffraction PSF -> pairs."""
+    """Where the paired data comes from.
 
+    ``source``: ``embedded`` (photos bundled with scikit-image, or image paths, listed in train_photos /
+    test_photos) and ``folder`` (every PNG/JPEG/TIFF photo in ``dataset_root/train`` and
+    ``dataset_root/test``) are simulated: pseudo-HDR -> display-diffraction PSF -> pairs. ``discnet_synth``,
+    ``mipi``, ``zhou_toled`` and ``zhou_poled`` read the paired dataset of that layout under
+    ``dataset_root`` (see :func:`udcshield.data.datasets.load_dataset`).
+    """
+
+    source: Literal["embedded", "folder", "discnet_synth", "mipi", "zhou_toled", "zhou_poled"] = "embedded"
+    dataset_root: str | None = None
+    max_images: int | None = None
     train_photos: tuple[str, ...] = ("astronaut", "coffee", "hubble_deep_field", "immunohistochemistry", "retina")
     test_photos: tuple[str, ...] = ("chelsea", "rocket")
     patch_size: int = 64
@@ -105,6 +119,10 @@ class SimulateConfig:
         _positive(self, where, "patch_size", "train_patches_per_image", "test_patches_per_image", "scale")
         if not self.train_photos or not self.test_photos:
             raise ConfigError(f"{where}: train_photos and test_photos must both be non-empty")
+        if self.source != "embedded" and not self.dataset_root:
+            raise ConfigError(f"{where}.dataset_root is required when {where}.source is {self.source!r}")
+        if self.max_images is not None and self.max_images <= 0:
+            raise ConfigError(f"{where}.max_images must be positive or null, got {self.max_images}")
         overlap = set(self.train_photos) & set(self.test_photos)
         if overlap:
             raise ConfigError(f"{where}: photos {sorted(overlap)} are in both train_photos and test_photos; "

@@ -52,7 +52,8 @@ def fit_finetuned(params: Params, model: torch.nn.Module, inputs: torch.Tensor, 
     gen = torch_generator(params.seed, "finetune/batches")
     return train_restorer(model, inputs, targets, iterations=cfg.iterations, batch_size=cfg.batch_size,
                           crop_size=cfg.crop_size, lr=cfg.lr, lr_min=cfg.lr_min, loss=cfg.loss, flips=cfg.flips,
-                          color_jitter=cfg.color_jitter, generator=gen, device=device, progress=progress)
+                          color_jitter=cfg.color_jitter, generator=gen, device=device, log_every=50,
+                          progress=progress)
 
 
 def run(params: Params, layout: Layout, device: torch.device, progress: Progress = None) -> dict[str, Any]:

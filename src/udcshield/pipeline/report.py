@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from udcshield.config import Params, to_dict
+from udcshield.evaluation.figures import mask_panel, psf_panel, save_png
 from udcshield.evaluation.records import read_records_csv
 from udcshield.evaluation.tables import markdown_table
 from udcshield.pipeline.attack import array_name, conditions
@@ -19,7 +20,7 @@ from udcshield.pipeline.evaluate import DEFENSES, means, model_label
 from udcshield.pipeline.layout import Layout
 from udcshield.store.atomic import write_text_atomic
 from udcshield.store.provenance import code_version, input_digests
-from udcshield.store.zarr_io import store_attrs
+from udcshield.store.zarr_io import read_array, store_attrs
 
 PASS, FAIL = "pass", "FAIL"
 
@@ -81,6 +82,8 @@ def render(params: Params, layout: Layout) -> str:
         c = a["cost"]
         lines.append(f"| {name} | {c['iterations']} | {c['forward_backward']} | {c['seconds']:.2f} | "
                      f"{a['linf_max'] * 256:.3f} | {a['l2_mean']:.4f} |")
+    lines += ["", "## Display and PSF", "", optics_caption(params), "",
+              "![display mask, 2 x 2 unit cells](mask.png) ![PSF per channel, log scale](psf.png)", ""]
     lines += ["", "## Provenance", ""] + provenance_lines(params, layout)
     return "\n".join(lines) + "\n"
 
@@ -89,9 +92,10 @@ def provenance_lines(params: Params, layout: Layout) -> list[str]:
     """Params hash, input artifact digests and code version."""
     params_hash = hashlib.sha256(json.dumps(to_dict(params), sort_keys=True).encode()).hexdigest()
     code = code_version()
-    digests = input_digests({"records": layout.records, "test set": layout.test_store, "psf": layout.psf_store,
-                             "adversarial": layout.adversarial, "purified": layout.purified,
-                             "restorer": layout.restorer, "finetuned": layout.finetuned, "purifier": layout.purifier})
+    artifacts = {"records": layout.records, "test set": layout.test_store, "psf": layout.psf_store,
+                 "adversarial": layout.adversarial, "purified": layout.purified, "purifier": layout.purifier}
+    artifacts.update({f"restorer ({v})": layout.checkpoint(v) for v in params.attack.models})
+    digests = input_digests(artifacts)
     lines = [f"- params sha256: `{params_hash[:16]}`",
              f"- code: package {code['package']}, git `{(code.get('git_commit') or 'unknown')[:12]}`"
              f"{' (src modified)' if code.get('src_dirty') else ''}"]
@@ -99,8 +103,23 @@ def provenance_lines(params: Params, layout: Layout) -> list[str]:
     return lines
 
 
+def optics_caption(params: Params) -> str:
+    """One line describing the simulated panel and lens."""
+    o = params.simulate.optics
+    return (f"{o.mask} mask, pitch {o.pitch_um:g} um, open ratio {o.open_ratio:g}; f = {o.focal_length_mm:g} mm, "
+            f"f/{o.f_number:g}; sensor pitch {o.sensor_pitch_um:g} um; wavelengths {list(o.wavelengths_nm)} nm. "
+            "PSF shown over 5 decades (R, G, B); diffraction orders sit at lambda*f/pitch, so red spreads furthest.")
+
+
+def write_figures(layout: Layout) -> None:
+    """``psf.png`` (centre PSF per channel, log scale) and ``mask.png`` beside the report."""
+    save_png(psf_panel(read_array(layout.psf_store, "psf")[0]), layout.report.parent / "psf.png")
+    save_png(mask_panel(read_array(layout.psf_store, "mask")), layout.report.parent / "mask.png")
+
+
 def run(params: Params, layout: Layout) -> dict[str, Any]:
-    """Whole stage: write ``report.md``."""
+    """Whole stage: write ``report.md`` and its figures."""
     text = render(params, layout)
+    write_figures(layout)
     write_text_atomic(layout.report, text)
     return {"report": layout.report.as_posix(), "bytes": len(text)}

@@ -1,6 +1,8 @@
-"""Stage ``simulate``: embedded photos -> pseudo-HDR scenes -> display-diffraction PSF -> paired zarr stores.
+"""Stage ``simulate``: photos -> pseudo-HDR scenes -> display-diffraction PSF -> paired zarr stores
+(or a real paired UDC dataset read into the same stores; see ``SimulateConfig.source``).
 
-Outputs (under ``layout.simulated``): ``psf.zarr`` (bank K x 3 x s x s, unit sum per channel),
+Outputs (under ``layout.simulated``): ``psf.zarr`` (bank K x 3 x s x s, unit sum per channel, and
+2 x 2 display unit cells ``mask``),
 ``train.zarr`` and ``test.zarr`` (``inputs``/``targets`` N x 3 x P x P float32 tone-mapped in [0, 1],
 ``psf_index``). Train and test are split by source photo. Data convention after DISCNet (Feng et al.,
 CVPR 2021): clip at the saturation level, tone-map both sides with v / (v + 0.25).
@@ -8,12 +10,15 @@ CVPR 2021): clip at the saturation level, tone-map both sides with v / (v + 0.25
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from udcshield.config import OpticsConfig, Params, SimulateConfig, to_dict
+from udcshield.data.datasets import load_dataset, load_psf_bank
 from udcshield.data.simulate import SimulatedSplit, simulate_split
+from udcshield.physics.masks import display_mask, load_user_mask
 from udcshield.physics.psf import compute_psf, psf_bank
 from udcshield.pipeline.layout import Layout
 from udcshield.seeding import numpy_rng
@@ -23,20 +28,60 @@ from udcshield.store.zarr_io import write_store
 STAGE = "simulate"
 
 
+PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+PAIRED_SOURCES = ("discnet_synth", "mipi", "zhou_toled", "zhou_poled")
+
+
+def _user_mask(optics: OpticsConfig) -> np.ndarray | None:
+    return load_user_mask(optics.user_mask_path) if optics.mask == "user" else None
+
+
 def make_psf_bank(optics: OpticsConfig, seed: int) -> np.ndarray:
     """PSF bank (K, 3, s, s) float64, each channel summing to 1; entry 0 is the centre PSF."""
     psf = compute_psf(mask_kind=optics.mask, pitch_um=optics.pitch_um, open_ratio=optics.open_ratio,
                       focal_length_mm=optics.focal_length_mm, f_number=optics.f_number,
                       wavelengths_nm=tuple(optics.wavelengths_nm), sensor_pitch_um=optics.sensor_pitch_um,
-                      support_px=optics.support_px, oversample=optics.oversample)
+                      support_px=optics.support_px, oversample=optics.oversample, user_mask=_user_mask(optics))
     return psf_bank(psf, optics.bank_size, numpy_rng(seed, f"{STAGE}/psf_bank"))
 
 
+def dataset_psf_bank(cfg: SimulateConfig, seed: int) -> np.ndarray:
+    """The PSFs of the data: a paired dataset's own ``PSF/*.npy`` when it has them, else the simulator's."""
+    if cfg.source in PAIRED_SOURCES and (Path(cfg.dataset_root or "") / "PSF").is_dir():
+        return load_psf_bank(cfg.dataset_root)
+    return make_psf_bank(cfg.optics, seed)
+
+
+def unit_cell(optics: OpticsConfig, samples: int = 84) -> np.ndarray:
+    """Four display unit cells (2 x 2), ``samples`` per pitch, for the report: (2s, 2s) in [0, 1]."""
+    step = optics.pitch_um / samples
+    return display_mask(optics.mask, pitch_um=optics.pitch_um, open_ratio=optics.open_ratio, sample_um=step,
+                        extent_um=2 * optics.pitch_um, user_mask=_user_mask(optics))
+
+
+def folder_photos(root: str, split: str) -> list[str]:
+    """Sorted photo paths in ``root/<split>`` (PNG, JPEG, TIFF)."""
+    folder = Path(root) / split
+    if not folder.is_dir():
+        raise FileNotFoundError(f"photo folder not found: {folder}")
+    photos = sorted(str(p) for p in folder.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
+    if not photos:
+        raise FileNotFoundError(f"no photos ({', '.join(PHOTO_SUFFIXES)}) in {folder}")
+    return photos
+
+
 def simulate(cfg: SimulateConfig, psfs: np.ndarray, split: str, seed: int) -> SimulatedSplit:
-    """Simulate one split ("train" or "test") of paired UDC inputs and ground truths."""
-    photos = {"train": cfg.train_photos, "test": cfg.test_photos}[split]
+    """Paired UDC inputs and ground truths of one split ("train" or "test"), simulated or read."""
     count = {"train": cfg.train_patches_per_image, "test": cfg.test_patches_per_image}[split]
-    return simulate_split(list(photos), psfs, patch_size=cfg.patch_size, patches_per_image=count,
+    if cfg.source in PAIRED_SOURCES:
+        return load_dataset(cfg.source, cfg.dataset_root, split=split, patch_size=cfg.patch_size,
+                            patches_per_image=count, seed=seed, knee=cfg.formation.knee,
+                            saturation=cfg.formation.saturation, max_images=cfg.max_images)
+    if cfg.source == "folder":
+        photos = folder_photos(cfg.dataset_root, split)[:cfg.max_images]
+    else:
+        photos = list({"train": cfg.train_photos, "test": cfg.test_photos}[split])
+    return simulate_split(photos, psfs, patch_size=cfg.patch_size, patches_per_image=count,
                           scale=cfg.scale, seed=seed, split=split, hdr=to_dict(cfg.hdr),
                           saturation=cfg.formation.saturation, transmission=cfg.formation.transmission,
                           noise=cfg.formation.noise, knee=cfg.formation.knee)
@@ -46,10 +91,12 @@ def write_outputs(layout: Layout, params: Params, psfs: np.ndarray, splits: dict
     """Write psf.zarr, train.zarr and test.zarr atomically with provenance; return a summary."""
     section = to_dict(params.simulate)
     seeds = {"seed": params.seed, "derivation": "derive_seed(seed, 'simulate/<split>', image_id)"}
+    optics = params.simulate.optics
     with write_store(layout.psf_store, make_provenance(STAGE, section, seeds=seeds)) as w:
-        w.add_array("psf", psfs.astype(np.float64), attrs={"axes": "K,C,Y,X",
-                                                              "wavelengths_nm": list(params.simulate.optics.wavelengths_nm),
-                                                              "sensor_pitch_um": params.simulate.optics.sensor_pitch_um})
+        w.add_array("psf", psfs.astype(np.float64), attrs={"axes": "K,C,Y,X", "wavelengths_nm": list(optics.wavelengths_nm),
+                                                              "sensor_pitch_um": optics.sensor_pitch_um})
+        w.add_array("mask", unit_cell(optics).astype(np.float32),
+                    attrs={"axes": "Y,X", "kind": optics.mask, "extent_um": 2 * optics.pitch_um})
     summary: dict[str, Any] = {"psf_shape": list(psfs.shape)}
     for split, data in splits.items():
         attrs = make_provenance(STAGE, section, seeds=seeds, inputs={"psf": layout.psf_store},
@@ -65,7 +112,7 @@ def write_outputs(layout: Layout, params: Params, psfs: np.ndarray, splits: dict
 
 def run(params: Params, layout: Layout) -> dict[str, Any]:
     """Whole stage, sequentially (the Prefect flow runs the same steps as tasks)."""
-    psfs = make_psf_bank(params.simulate.optics, params.seed)
+    psfs = dataset_psf_bank(params.simulate, params.seed)
     splits = {split: simulate(params.simulate, psfs, split, params.seed) for split in ("train", "test")}
     return write_outputs(layout, params, psfs, splits)
 

@@ -35,7 +35,7 @@ def fit_restorer(params: Params, inputs: torch.Tensor, targets: torch.Tensor, de
     history = train_restorer(model, inputs, targets, iterations=cfg.iterations, batch_size=cfg.batch_size,
                              crop_size=cfg.crop_size, lr=cfg.lr, lr_min=cfg.lr_min, loss=cfg.loss,
                              flips=cfg.flips, color_jitter=cfg.color_jitter, generator=gen, device=device,
-                             progress=progress)
+                             log_every=50, progress=progress)
     return model.cpu(), history
 
 
@@ -50,7 +50,7 @@ def fit_purifier(params: Params, images: torch.Tensor, device: torch.device,
     gen = torch_generator(params.seed, "train_purifier/batches")
     history = train_purifier(purifier, images, iterations=cfg.iterations, batch_size=cfg.batch_size,
                              crop_size=cfg.crop_size, lr=cfg.lr, lr_min=cfg.lr_min, flips=cfg.flips,
-                             generator=gen, device=device, progress=progress)
+                             generator=gen, device=device, log_every=50, progress=progress)
     return purifier.cpu(), history
 
 

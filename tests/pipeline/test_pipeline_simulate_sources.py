@@ -1,0 +1,79 @@
+"""The simulate stage reads each data source selected by params into the same zarr layout."""
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+from tests.pipeline_fixtures import deep_update, tiny_params
+from udcshield.config import ConfigError, params_from_dict
+from udcshield.pipeline import simulate
+from udcshield.pipeline.common import load_pairs
+from udcshield.pipeline.layout import Layout
+from udcshield.store.zarr_io import read_array
+
+
+def _params(**simulate_overrides):
+    return params_from_dict(deep_update(tiny_params(), {"simulate": simulate_overrides}))
+
+
+def _discnet_fixture(root, rng):
+    for split, n in (("train", 2), ("test", 1)):
+        for sub in ("GT", "input"):
+            (root / split / sub).mkdir(parents=True)
+        for i in range(n):
+            gt = rng.random((40, 48, 3)) * 4.0
+            np.save(root / split / "GT" / f"{i:03d}.npy", gt)
+            np.save(root / split / "input" / f"{i:03d}.npy", gt * 0.5 + 0.1)
+    (root / "PSF").mkdir()
+    psf = np.zeros((9, 9, 3))
+    psf[4, 4] = 1.0
+    np.save(root / "PSF" / "psf.npy", psf)
+
+
+def test_discnet_synth_source(tmp_path):
+    rng = np.random.default_rng(0)
+    _discnet_fixture(tmp_path / "synth", rng)
+    params = _params(source="discnet_synth", dataset_root=str(tmp_path / "synth"), patch_size=16,
+                     train_patches_per_image=3, test_patches_per_image=2)
+    layout = Layout(tmp_path / "data")
+    summary = simulate.run(params, layout)
+    assert summary["train"]["n"] == 6 and summary["test"]["n"] == 2
+    x, y, ids = load_pairs(layout.test_store)
+    assert x.shape == (2, 3, 16, 16) and ids[0].startswith("000/")
+    assert float(y.max()) <= 500 / 500.25 and float(x.min()) >= 0
+    assert read_array(layout.psf_store, "psf").shape == (1, 3, 9, 9)  # the dataset's own PSF
+
+
+def test_folder_source_simulates_with_the_physics_psf(tmp_path):
+    rng = np.random.default_rng(1)
+    for split in ("train", "test"):
+        (tmp_path / "photos" / split).mkdir(parents=True)
+        iio.imwrite(tmp_path / "photos" / split / "a.png", (rng.random((80, 90, 3)) * 255).astype(np.uint8))
+    params = _params(source="folder", dataset_root=str(tmp_path / "photos"), scale=1.0)
+    layout = Layout(tmp_path / "data")
+    simulate.run(params, layout)
+    x, y, ids = load_pairs(layout.train_store)
+    assert x.shape[1:] == (3, 32, 32) and ids[0].startswith("a/")
+    assert not np.allclose(x.numpy(), y.numpy())
+
+
+def test_missing_dataset_root_is_a_clear_error(tmp_path):
+    params = _params(source="mipi", dataset_root=str(tmp_path / "nowhere"))
+    with pytest.raises((FileNotFoundError, ValueError), match="nowhere"):
+        simulate.run(params, Layout(tmp_path / "data"))
+    assert not (tmp_path / "data" / "simulated" / "train.zarr").exists()
+    with pytest.raises(ConfigError, match="dataset_root"):
+        _params(source="zhou_toled")
+
+
+def test_user_mask(tmp_path):
+    cell = np.zeros((21, 21), np.uint8)
+    cell[:, 8:13] = 255
+    iio.imwrite(tmp_path / "cell.png", cell)
+    optics = {"mask": "user", "user_mask_path": str(tmp_path / "cell.png")}
+    params = _params(optics=deep_update(tiny_params()["simulate"]["optics"], optics))
+    psfs = simulate.make_psf_bank(params.simulate.optics, params.seed)
+    assert psfs.shape[1:] == (3, 15, 15)
+    np.testing.assert_allclose(psfs.sum(axis=(2, 3)), 1.0, atol=1e-9)
+    with pytest.raises(ConfigError, match="user_mask_path"):
+        _params(optics={"mask": "user"})
