@@ -71,7 +71,9 @@ def attack_flow(params_path: str = "params.yaml", data_root: str = "data") -> di
     params, layout = _setup(params_path, data_root)
     device = resolve_device(params.device)
     inputs, targets, ids = tt.load_split(str(layout.test_store))
-    results = {attack.array_name(v, spec.name, b): rt.craft(params, layout, v, spec, b, inputs, targets, ids, device)
+    train = attack.training_pairs(params, layout)
+    results = {attack.array_name(v, spec.name, b): rt.craft(params, layout, v, spec, b, inputs, targets, ids, device,
+                                                            train)
                for v, spec, b in attack.conditions(params)}
     return rt.write_adversarial(params, layout, results, device)
 

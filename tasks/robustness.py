@@ -18,10 +18,11 @@ from udcshield.pipeline.layout import Layout
 
 @task(name="craft-adversarial", tags=GPU_TAGS, task_run_name="craft-{variant}-{spec.name}-{budget}", **TASK_OPTIONS)
 def craft(params: Params, layout: Layout, variant: str, spec: AttackSpec, budget: int, inputs: torch.Tensor,
-          targets: torch.Tensor, ids: list[str], device: torch.device) -> tuple[np.ndarray, dict[str, Any]]:
+          targets: torch.Tensor, ids: list[str], device: torch.device,
+          train: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """Craft one adversarial set on the bare restorer variant."""
     model = load_checkpoint(layout.checkpoint(variant))
-    return attack.craft(model, spec, budget, inputs, targets, ids, params, variant, device)
+    return attack.craft(model, spec, budget, inputs, targets, ids, params, variant, device, train)
 
 
 @task(name="write-adversarial", **TASK_OPTIONS)

@@ -23,8 +23,8 @@ TINY_OVERRIDES: dict[str, Any] = {
     "purifier": {"sample_size": 32, "block_out_channels": [8, 16], "iterations": 20, "batch_size": 4,
                  "crop_size": 32},
     "finetune": {"t_stars": [5, 10], "num_steps": None, "iterations": 10, "batch_size": 4, "crop_size": 32},
-    "attack": {"attacks": [{"name": "pgd", "budgets": [2, 8], "steps": 5, "random_start": True},
-                           {"name": "fgsm", "budgets": [8], "random_start": False}]},
+    "attack": {"attacks": [{"name": "pgd", "budgets": [2, 8], "kwargs": {"steps": 5, "random_start": True}},
+                           {"name": "fgsm", "budgets": [8]}]},
     "purify": {"t_star": 10, "num_steps": None},
 }
 

@@ -46,7 +46,7 @@ def test_metrics_and_plots_commands(workspace):
 def test_changing_an_attack_param_reruns_only_downstream(workspace):
     ws, _ = workspace
     params = tiny_params()
-    params["attack"]["attacks"][0]["steps"] = 4
+    params["attack"]["attacks"][0]["kwargs"]["steps"] = 4
     (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = run(["dvc", "repro"], ws).stdout
     for stage in ("attack", "purify", "evaluate", "report"):

@@ -205,15 +205,25 @@ class FinetuneConfig:
             raise ConfigError(f"{where}.num_steps must be positive or null, got {self.num_steps}")
 
 
+ATTACK_NAMES = ("fgsm", "pgd", "bim", "mifgsm", "pgd_l2", "cw", "lpips_pgd", "simba", "square", "universal")
+# keyword arguments the attack stage sets itself from the budget and the attack section
+_STAGE_SET_KWARGS = ("eps", "objective", "reference", "seed", "model", "generator", "loader_or_tensors")
+
+
 @dataclass(frozen=True)
 class AttackSpec:
-    """One attack family at several budgets (integers, units of 1/256)."""
+    """One attack at several budgets (integers, units of 1/256 of the [0, 1] domain).
 
-    name: Literal["pgd", "fgsm"]
+    The budget is the L-inf radius eps = budget / 256 for every attack except ``pgd_l2``, whose L2 radius
+    is the same RMS level, eps_2 = budget / 256 * sqrt(3 H W), and ``cw`` (minimum-norm), whose result is
+    projected onto the L-inf ball afterwards. ``kwargs`` go to the attack's constructor (e.g. ``steps``,
+    ``random_start``, ``max_queries``); for ``universal`` to
+    :func:`udcshield.attacks.universal.universal_perturbation` (``steps``, ``lr``, ``batch_size``).
+    """
+
+    name: Literal["fgsm", "pgd", "bim", "mifgsm", "pgd_l2", "cw", "lpips_pgd", "simba", "square", "universal"]
     budgets: tuple[int, ...] = (1, 2, 4, 8)
-    steps: int = 20
-    random_start: bool = True
-    restarts: int = 1
+    kwargs: dict[str, Any] = field(default_factory=dict)
 
     def validate(self, where: str) -> None:
         if not self.budgets:
@@ -221,7 +231,27 @@ class AttackSpec:
         for i, b in enumerate(self.budgets):
             if b <= 0:
                 raise ConfigError(f"{where}.budgets[{i}] must be a positive number of 1/256 steps, got {b}")
-        _positive(self, where, "steps", "restarts")
+        if len(set(self.budgets)) != len(self.budgets):
+            raise ConfigError(f"{where}.budgets has duplicates: {list(self.budgets)}")
+        valid = _attack_parameters(self.name)
+        for key in self.kwargs:
+            if key in _STAGE_SET_KWARGS or key not in valid:
+                allowed = sorted(set(valid) - set(_STAGE_SET_KWARGS))
+                raise ConfigError(f"{where}.kwargs.{key} is not a parameter of attack {self.name!r} that params may "
+                                  f"set (allowed: {', '.join(allowed)}; eps comes from budgets)")
+
+
+def _attack_parameters(name: str) -> list[str]:
+    """Constructor (or function) parameters of attack ``name``."""
+    import inspect
+
+    if name == "universal":
+        from udcshield.attacks.universal import universal_perturbation
+
+        return list(inspect.signature(universal_perturbation).parameters)
+    from udcshield.attacks.registry import attack_kwargs
+
+    return attack_kwargs(name)
 
 
 @dataclass(frozen=True)
@@ -229,7 +259,8 @@ class AttackConfig:
     """White-box attacks crafted on each bare restorer (DESIGN.md section 5)."""
 
     models: tuple[Literal["base", "finetuned"], ...] = ("base", "finetuned")
-    attacks: tuple[AttackSpec, ...] = (AttackSpec(name="pgd"), AttackSpec(name="fgsm", random_start=False))
+    attacks: tuple[AttackSpec, ...] = (AttackSpec(name="pgd", kwargs={"steps": 20, "random_start": True}),
+                                       AttackSpec(name="fgsm"))
     objective: Literal["mse", "l1"] = "mse"
     reference: Literal["target", "clean_output"] = "target"
     batch_size: int = 16

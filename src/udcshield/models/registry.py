@@ -79,8 +79,15 @@ def init_from_generator(generator: torch.Generator | None) -> Iterator[None]:
         yield
 
 
-def create_restorer(name: str, *, generator: torch.Generator | None = None, **kwargs: Any) -> nn.Module:
+def create_restorer(name: str, *, generator: torch.Generator | None = None, size: str | None = None,
+                    **kwargs: Any) -> nn.Module:
     """Build the restorer registered as ``name`` with keyword arguments ``kwargs``.
+
+    ``size`` picks a preset from :mod:`udcshield.models.sizes`: ``"paper"`` (parameter count within 10 %
+    of the published one), ``"tiny"`` (about 30 k parameters or fewer, for tests and CPU runs) or
+    ``"default"`` (the constructor's defaults); ``kwargs`` override the preset's values. ``None`` (the
+    default) uses ``kwargs`` as given, exactly like ``"default"``. The resolved arguments, not the size
+    name, end up in ``init_kwargs``.
 
     The returned module (on CPU, train mode) maps ``(B, 3, H, W)`` images in [0, 1] to restored images
     of the same shape. It carries ``restorer_name`` (str) and ``init_kwargs`` (dict with defaults
@@ -91,9 +98,16 @@ def create_restorer(name: str, *, generator: torch.Generator | None = None, **kw
     Raises:
         ValueError: unknown ``name`` (the message lists the registered ones).
         TypeError: an argument the restorer does not accept, or one that is not JSON-serializable.
+        ValueError: a ``size`` the restorer has no preset for (the message lists the available ones).
     """
     if name not in _RESTORERS:
         raise ValueError(f"unknown restorer {name!r}; available: {', '.join(list_restorers()) or '(none)'}")
+    if size is not None:
+        from udcshield.models.sizes import SIZES, resolve_size
+
+        if size not in SIZES:
+            raise ValueError(f"unknown size {size!r}; expected one of {list(SIZES)}")
+        kwargs = resolve_size(name, size, kwargs)
     factory = _RESTORERS[name]
     signature = inspect.signature(factory)
     try:

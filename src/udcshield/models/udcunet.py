@@ -65,7 +65,7 @@ class UDCUNet(nn.Module):
         code_dim: PSF code length; ``code_hidden``: width of the kernel-branch MLP.
     """
 
-    def __init__(self, base_channels: int = 32, levels: int = 4, blocks_per_level: int = 2, cond_channels: int = 32,
+    def __init__(self, base_channels: int = 32, levels: int = 4, blocks_per_level: int = 5, cond_channels: int = 32,
                  code_dim: int = 5, code_hidden: int = 64) -> None:
         super().__init__()
         for arg, value in (("base_channels", base_channels), ("levels", levels), ("blocks_per_level", blocks_per_level),

@@ -1,6 +1,7 @@
 """Stage ``evaluate``: one record per image x restorer variant x defense x condition x metric.
 
-Grid (issue 2): {base, fine-tuned} x {no defense, purified} x {clean, each attack x budget}, PSNR and SSIM
+Grid: {base, fine-tuned} x {no defense, purified} x {clean, each attack x budget}, plus transfer cells
+(sets crafted on the other variant, no defense), PSNR and SSIM
 under the SYNTH convention (clamp to [0, 1], 8-bit quantisation, RGB; DESIGN.md section 4). The
 attacked inputs are those crafted on the same bare variant (white-box without defense; non-adaptive with
 purification, the setting of Song et al., arXiv 2402.13629).
@@ -37,24 +38,38 @@ def model_label(params: Params, variant: str) -> str:
     return f"{params.train.model}:{variant}"
 
 
+TRANSFER = "@"
+
+
 def cells(params: Params) -> Iterator[tuple[str, str, str, int]]:
-    """Every (variant, defense, attack, budget) cell; attack ``clean`` has budget 0."""
+    """Every (variant, defense, attack, budget) cell; attack ``clean`` has budget 0.
+
+    Transfer cells: attack ``<name>@<surrogate>`` is the set crafted on another variant, fed to this one
+    without defense (the surrogate x target matrix).
+    """
     for variant in params.attack.models:
         for defense in DEFENSES:
             yield variant, defense, CLEAN, 0
             for spec in params.attack.attacks:
                 for budget in spec.budgets:
                     yield variant, defense, spec.name, budget
+        for surrogate in params.attack.models:
+            if surrogate != variant:
+                for spec in params.attack.attacks:
+                    yield variant, "none", f"{spec.name}{TRANSFER}{surrogate}", max(spec.budgets)
 
 
 def cell_inputs(layout: Layout, variant: str, defense: str, attack: str, budget: int) -> torch.Tensor:
     """The restorer's input for one cell, (N, 3, H, W) float32 in [0, 1]."""
+    source = variant
+    if TRANSFER in attack:
+        attack, source = attack.split(TRANSFER)
     if defense == "purified":
-        name = CLEAN if attack == CLEAN else array_name(variant, attack, budget)
+        name = CLEAN if attack == CLEAN else array_name(source, attack, budget)
         return torch.from_numpy(read_images(layout.purified, name))
     if attack == CLEAN:
         return load_pairs(layout.test_store)[0]
-    return torch.from_numpy(read_images(layout.adversarial, array_name(variant, attack, budget)))
+    return torch.from_numpy(read_images(layout.adversarial, array_name(source, attack, budget)))
 
 
 def score(model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor, metrics: tuple[str, ...],

@@ -1,0 +1,127 @@
+"""AdaptivePGD: PGD + EOT through the purifier (Athalye et al. 2018; Madry et al. 2018; DESIGN.md §5)."""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from udcshield.attacks import PGD, distortion
+from udcshield.defenses import AdaptivePGD, DefendedRestorer, DiffusionPurifier
+from udcshield.seeding import seeded_init
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def images(b=2, h=16, w=16, seed=0):
+    return torch.rand(b, 3, h, w, generator=gen(seed))
+
+
+class TinyRestorer(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        with seeded_init(0, "test/tiny-restorer"):
+            self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+            self.conv2 = nn.Conv2d(8, 3, 3, padding=1)
+            self.drop = nn.Dropout(0.0)
+
+    def forward(self, x):
+        return x + 0.1 * self.conv2(self.drop(torch.tanh(self.conv1(x))))
+
+
+def defended(**kwargs) -> DefendedRestorer:
+    purifier = DiffusionPurifier(block_out_channels=(8, 16), num_train_timesteps=100, generator=gen(0))
+    kwargs.setdefault("t_star", 4)
+    return DefendedRestorer(purifier, TinyRestorer(), **kwargs).eval()
+
+
+@pytest.mark.parametrize("gradient", ["full", "bpda"])
+def test_one_eot_sample_equals_plain_pgd_on_the_defended_model(gradient):
+    x, y, seeds = images(), images(seed=1), [7, 8]
+    model = defended(gradient=gradient)
+    adaptive = AdaptivePGD(model, eps=8 / 256, steps=3, eot_samples=1)(x, y, seeds=seeds)
+    model.set_seeds(AdaptivePGD.noise_seeds(seeds))
+    plain = PGD(model, eps=8 / 256, steps=3)(x, y, seeds=seeds)
+    torch.testing.assert_close(adaptive, plain, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("eps, size", [(1 / 256, (16, 16)), (8 / 256, (13, 9))])
+def test_budget_and_range(eps, size):
+    x, y = images(2, *size), images(2, *size, seed=1)
+    adv = AdaptivePGD(defended(gradient="bpda"), eps=eps, steps=2, eot_samples=2)(x, y, seeds=[1, 2])
+    assert adv.shape == x.shape
+    assert (adv - x).abs().max() <= eps
+    assert adv.min() >= 0 and adv.max() <= 1
+
+
+def test_attack_increases_expected_defended_distortion():
+    x, y = images(), images(seed=1)
+    model = defended(gradient="full", checkpoint=True)
+    adv = AdaptivePGD(model, eps=16 / 256, steps=4, eot_samples=2)(x, y, seeds=[1, 2])
+
+    def expected_distortion(inp):
+        model.set_seeds([100, 101])
+        with torch.no_grad():
+            return torch.stack([distortion(model(inp), y) for _ in range(4)]).mean(0)
+
+    assert (expected_distortion(adv) > expected_distortion(x)).all()
+
+
+def test_reproducible_cost_and_state_restored():
+    x, y = images(), images(seed=1)
+    model = defended(gradient="bpda", num_steps=2)
+    model.train()
+    model.set_seeds([40, 41], draw=5)
+    before = copy.deepcopy(model.state_dict())
+    modes = [m.training for m in model.modules()]
+    atk = AdaptivePGD(model, eps=4 / 256, steps=3, eot_samples=2)
+    a = atk(x, y, seeds=[1, 2])
+    b = atk(x, y, seeds=[1, 2])
+    c = atk(x, y, seeds=[1, 3])
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert (a[1] - c[1]).abs().max() > 0
+    assert model.noise_state() == {"seeds": [40, 41], "draws": 5}
+    assert [m.training for m in model.modules()] == modes
+    assert all(p.grad is None for p in model.parameters())
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, before[key], rtol=0, atol=0)
+    cost = atk.last_cost
+    assert cost["iterations"] == 3 and cost["forward_backward"] == 6 and cost["eot_samples"] == 2
+    assert cost["purifier_evals"] == 6 * model.evaluations_per_forward == 12
+
+
+def test_clean_output_reference_and_restarts_score_with_eot():
+    x = images()
+    model = defended(gradient="bpda", num_steps=2)
+    atk = AdaptivePGD(model, eps=4 / 256, steps=2, eot_samples=2, restarts=2, reference="clean_output")
+    adv = atk(x, seeds=[1, 2])
+    assert (adv - x).abs().max() <= 4 / 256
+    # 1 reference forward + 2 restarts x (2 steps x 2 samples + 2 scoring samples)
+    assert atk.last_cost["forward_only"] == 1 + 2 * 2
+    assert atk.last_cost["purifier_evals"] == (1 + 2 * (4 + 2)) * 2
+
+
+def test_rejects_non_adaptive_setups():
+    with pytest.raises(ValueError, match="gradient='none'"):
+        AdaptivePGD(defended(gradient="none"), eps=1 / 256)
+    with pytest.raises(ValueError, match="DefendedRestorer"):
+        AdaptivePGD(TinyRestorer(), eps=1 / 256)
+    with pytest.raises(ValueError, match="eot_samples"):
+        AdaptivePGD(defended(), eps=1 / 256, eot_samples=0)
+    model = defended()
+    atk = AdaptivePGD(model, eps=1 / 256, steps=1)
+    model.gradient = "none"
+    with pytest.raises(ValueError, match="'none'"):
+        atk(images(), images(seed=1))
+    with pytest.raises(ValueError, match="eps"):
+        AdaptivePGD(defended(), eps=2.0)

@@ -1,0 +1,97 @@
+"""EOT gradient estimates (Athalye et al. 2018) through the stochastic defended restorer."""
+
+import pytest
+import torch
+from torch import nn
+
+from udcshield.attacks import distortion
+from udcshield.defenses import DefendedRestorer, DiffusionPurifier, eot_loss_grad
+from udcshield.seeding import seeded_init
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def images(b=2, h=16, w=16, seed=0):
+    return torch.rand(b, 3, h, w, generator=gen(seed))
+
+
+class TinyRestorer(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        with seeded_init(0, "test/tiny-restorer"):
+            self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+            self.conv2 = nn.Conv2d(8, 3, 3, padding=1)
+
+    def forward(self, x):
+        return x + 0.1 * self.conv2(torch.tanh(self.conv1(x)))
+
+
+def defended(**kwargs) -> DefendedRestorer:
+    purifier = DiffusionPurifier(block_out_channels=(8, 16), num_train_timesteps=100, generator=gen(0))
+    kwargs.setdefault("t_star", 5)
+    return DefendedRestorer(purifier, TinyRestorer(), **kwargs).eval()
+
+
+def test_one_sample_is_the_plain_gradient():
+    x, ref = images(), images(seed=1)
+    model = defended()
+    model.set_seeds([3, 4])
+    grad, dist = eot_loss_grad(model, x, ref, samples=1)
+    model.set_seeds([3, 4])
+    a = x.clone().requires_grad_(True)
+    expected_dist = distortion(model(a), ref)
+    (expected,) = torch.autograd.grad(expected_dist.sum(), a)
+    torch.testing.assert_close(grad, expected, rtol=0, atol=0)
+    torch.testing.assert_close(dist, expected_dist.detach(), rtol=0, atol=0)
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_mean_of_fresh_draws():
+    x, ref = images(), images(seed=1)
+    model = defended()
+    model.set_seeds([3, 4])
+    grad, dist, per_draw = eot_loss_grad(model, x, ref, samples=3, return_samples=True)
+    assert per_draw.shape == (3, *x.shape)
+    assert model.draws == 3
+    torch.testing.assert_close(grad, per_draw.mean(0))
+    assert (per_draw[0] - per_draw[1]).abs().max() > 1e-6  # each draw sees different purifier noise
+    assert dist.shape == (2,)
+
+
+@pytest.mark.parametrize("gradient", ["full", "bpda"])
+def test_variance_of_the_estimate_falls_with_more_samples(gradient):
+    """Var of the EOT mean over n draws ≈ Var(single draw) / n: compare n = 1 and n = 4 over 8 repeats."""
+    x, ref = images(1), images(1, seed=1)
+    model = defended(gradient=gradient)
+
+    def spread(samples: int) -> float:
+        model.set_seeds([samples])
+        estimates = torch.stack([eot_loss_grad(model, x, ref, samples=samples)[0] for _ in range(8)])
+        return float(estimates.var(dim=0).sum())
+
+    one, four = spread(1), spread(4)
+    assert one > 0
+    assert four < 0.5 * one
+
+
+@pytest.mark.parametrize("samples", [0, -1, 1.5, True])
+def test_bad_sample_count(samples):
+    with pytest.raises(ValueError, match="samples"):
+        eot_loss_grad(defended(), images(), images(), samples=samples)
+
+
+def test_bad_shapes_and_objective():
+    with pytest.raises(ValueError, match="same shape"):
+        eot_loss_grad(defended(), images(), images(1), samples=1)
+    with pytest.raises(ValueError, match="objective"):
+        eot_loss_grad(defended(), images(), images(), samples=1, objective="psnr")

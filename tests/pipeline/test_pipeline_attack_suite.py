@@ -1,0 +1,72 @@
+"""Every attack of the suite runs from params through the attack stage and respects its budget."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from tests.pipeline_fixtures import deep_update, tiny_params
+from udcshield.config import ConfigError, params_from_dict
+from udcshield.models.checkpoint import save_checkpoint
+from udcshield.models.registry import create_restorer
+from udcshield.pipeline import attack, simulate
+from udcshield.pipeline.common import load_pairs
+from udcshield.pipeline.layout import Layout
+from udcshield.store.zarr_io import read_images, store_attrs
+
+SUITE = [
+    {"name": "pgd", "budgets": [4], "kwargs": {"steps": 3}},
+    {"name": "fgsm", "budgets": [4]},
+    {"name": "bim", "budgets": [4], "kwargs": {"steps": 2}},
+    {"name": "mifgsm", "budgets": [4], "kwargs": {"steps": 2}},
+    {"name": "pgd_l2", "budgets": [4], "kwargs": {"steps": 3}},
+    {"name": "cw", "budgets": [4], "kwargs": {"binary_search_steps": 2, "steps": 5}},
+    {"name": "simba", "budgets": [4], "kwargs": {"max_queries": 40}},
+    {"name": "square", "budgets": [4], "kwargs": {"max_queries": 20}},
+    {"name": "universal", "budgets": [4], "kwargs": {"steps": 3, "lr": 0.005}},
+]
+
+
+@pytest.fixture(scope="module")
+def stage_output(tmp_path_factory):
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("suite")
+    params = params_from_dict(deep_update(tiny_params(), {"attack": {"models": ["base"], "attacks": SUITE}}))
+    layout = Layout(root / "data")
+    simulate.run(params, layout)
+    model = create_restorer("resunet_tiny", generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():  # a non-identity restorer so gradients and queries matter
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(1)))
+    save_checkpoint(model, layout.restorer)
+    summary = attack.run(params, layout, torch.device("cpu"))
+    return params, layout, summary
+
+
+@pytest.mark.parametrize("spec", SUITE, ids=[s["name"] for s in SUITE])
+def test_each_attack_is_stored_within_budget(stage_output, spec):
+    _, layout, summary = stage_output
+    name = f"base/{spec['name']}/4"
+    adv = read_images(layout.adversarial, name, verify=True)
+    clean = load_pairs(layout.test_store)[0].numpy()
+    delta = (adv - clean).reshape(adv.shape[0], -1)
+    attrs = store_attrs(layout.adversarial, name)
+    assert attrs["cost"]["seconds"] >= 0 and summary[name]["budget"] == 4
+    assert adv.min() >= 0 and adv.max() <= 1
+    if spec["name"] == "pgd_l2":
+        eps = 4 / 256 * math.sqrt(np.prod(adv.shape[1:]))
+        assert np.linalg.norm(delta.astype(np.float64), axis=1).max() <= eps * (1 + 1e-6)
+    else:
+        assert np.abs(delta).max() <= np.float32(4 / 256)
+    assert np.abs(delta).max() > 0, "the attack changed nothing"
+    if spec["name"] in ("simba", "square"):
+        assert 0 < attrs["cost"]["queries"] <= spec["kwargs"]["max_queries"] * adv.shape[0]
+        assert attrs["cost"]["forward_backward"] == 0
+
+
+def test_unknown_attack_kwarg_is_rejected_before_work():
+    with pytest.raises(ConfigError, match=r"attack.attacks\[0\].kwargs.max_querys"):
+        params_from_dict({"attack": {"attacks": [{"name": "simba", "kwargs": {"max_querys": 3}}]}})
+    with pytest.raises(ConfigError, match="eps comes from budgets"):
+        params_from_dict({"attack": {"attacks": [{"name": "square", "kwargs": {"eps": 0.1}}]}})
