@@ -8,8 +8,9 @@ filtering or the guided filter's box sums is not counted), and the median wall t
 backward (loss = mean squared output, gradients w.r.t. the weights and the input, batch 1) on CPU and,
 when available, on CUDA.
 
-    python benchmarks/models.py            # paper sizes, 256x256, CPU (+ CUDA) -> results/models_cpu.json
-    python benchmarks/models.py --quick    # tiny sizes, 128x128               -> results/models_cpu_quick.json
+    python -m benchmarks.models              # paper sizes, 256x256, CPU (+ CUDA) -> results/models_cpu.json
+    python -m benchmarks.models --quick      # tiny sizes, 128x128               -> results/models_cpu_quick.json
+    python -m benchmarks.models --threads 1  # on a shared, busy machine (thread contention dominates)
 
 The whole full run stays under about 5 minutes on a 2-core CPU (few repetitions).
 """
@@ -18,16 +19,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
+import os
 import statistics
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+if __package__ in (None, ""):  # run as a file: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.common import RESULTS, environment  # noqa: E402
 from udcshield.models import PAPER_PARAMS, available_sizes, count_parameters, create_restorer
 
 MODELS = ["dagf", "dwformer", "srudc", "discnet", "bnudc", "uformer", "udcunet", "resunet"]
@@ -64,8 +67,6 @@ def time_forward_backward(model: torch.nn.Module, side: int, device: torch.devic
 
 def _load_average() -> float | None:
     try:
-        import os
-
         return round(os.getloadavg()[0], 2)
     except (OSError, AttributeError):
         return None
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     side = args.side or (128 if args.quick else 256)
     cpu_reps = args.cpu_reps or 3
     use_cuda = torch.cuda.is_available() and not args.no_cuda
-    out = args.out or Path(__file__).parent / "results" / f"models_cpu{'_quick' if args.quick else ''}.json"
+    out = args.out or RESULTS / f"models_cpu{'_quick' if args.quick else ''}.json"
 
     rows = []
     for name in args.models:
@@ -116,18 +117,14 @@ def main(argv: list[str] | None = None) -> int:
 
     result = {
         "benchmark": "udcshield restorers: params, forward FLOPs, forward+backward time (batch 1)",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "device": {"cpu": platform.processor() or platform.machine(), "cpu_threads": torch.get_num_threads(),
-                   "load_average_1min": _load_average(),
-                   "cuda": torch.cuda.get_device_name(0) if use_cuda else None},
+        "environment": environment("cuda" if use_cuda else "cpu"),
+        "load_average_1min": _load_average(),
         "quick": args.quick,
         "flops_note": "FlopCounterMode: conv/matmul only, 2 FLOPs per multiply-add, one forward pass",
         "results": rows,
     }
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     print(f"wrote {out}")
     return 0
 

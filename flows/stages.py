@@ -36,12 +36,15 @@ def simulate_flow(params_path: str = "params.yaml", data_root: str = "data") -> 
 
 @flow(name="train", log_prints=True)
 def train_flow(params_path: str = "params.yaml", data_root: str = "data") -> dict[str, Any]:
-    """Train the base restorer on the simulated training pairs."""
+    """Train every configured restorer on the simulated training pairs."""
     params, layout = _setup(params_path, data_root)
     device = resolve_device(params.device)
     inputs, targets, _ = tt.load_split(str(layout.train_store))
-    model, history = tt.fit_restorer(params, inputs, targets, device)
-    return tt.save_restorer(params, layout, model, history, device)
+    out = {}
+    for spec in params.train.models:
+        model, history = tt.fit_restorer(params, spec.name, inputs, targets, device)
+        out[spec.name] = tt.save_restorer(params, layout, spec.name, model, history, device)
+    return out
 
 
 @flow(name="train_purifier", log_prints=True)
@@ -56,25 +59,28 @@ def train_purifier_flow(params_path: str = "params.yaml", data_root: str = "data
 
 @flow(name="finetune", log_prints=True)
 def finetune_flow(params_path: str = "params.yaml", data_root: str = "data") -> dict[str, Any]:
-    """Purify the training inputs at several depths and fine-tune the restorer on them."""
+    """Purify the training inputs at several depths and fine-tune every restorer on them."""
     params, layout = _setup(params_path, data_root)
     device = resolve_device(params.device)
     inputs, targets, ids = tt.load_split(str(layout.train_store))
     ft_inputs, ft_targets = tt.purify_training_inputs(params, layout, inputs, targets, ids, device)
-    model, history = tt.fit_finetuned(params, layout, ft_inputs, ft_targets, device)
-    return tt.save_finetuned(params, layout, model, history, int(ft_inputs.shape[0]), device)
+    out = {}
+    for spec in params.train.models:
+        model, history = tt.fit_finetuned(params, layout, spec.name, ft_inputs, ft_targets, device)
+        out[spec.name] = tt.save_finetuned(params, layout, spec.name, model, history, int(ft_inputs.shape[0]), device)
+    return out
 
 
 @flow(name="attack", log_prints=True)
 def attack_flow(params_path: str = "params.yaml", data_root: str = "data") -> dict[str, Any]:
-    """Craft every adversarial set (variant x attack x budget) on the bare restorers."""
+    """Craft every adversarial set (restorer x attack x budget) on the bare restorers."""
     params, layout = _setup(params_path, data_root)
     device = resolve_device(params.device)
     inputs, targets, ids = tt.load_split(str(layout.test_store))
     train = attack.training_pairs(params, layout)
-    results = {attack.array_name(v, spec.name, b): rt.craft(params, layout, v, spec, b, inputs, targets, ids, device,
-                                                            train)
-               for v, spec, b in attack.conditions(params)}
+    results = {attack.array_name(src, spec.name, b): rt.craft(params, layout, src, spec, b, inputs, targets, ids,
+                                                              device, train)
+               for src, spec, b in attack.conditions(params)}
     return rt.write_adversarial(params, layout, results, device)
 
 
@@ -91,7 +97,7 @@ def purify_flow(params_path: str = "params.yaml", data_root: str = "data") -> di
 
 @flow(name="evaluate", log_prints=True)
 def evaluate_flow(params_path: str = "params.yaml", data_root: str = "data") -> dict[str, Any]:
-    """Score every (variant, defense, attack, budget) cell per image."""
+    """Score every (restorer, defense, attack, budget) cell per image."""
     params, layout = _setup(params_path, data_root)
     device = resolve_device(params.device)
     _, targets, ids = tt.load_split(str(layout.test_store))

@@ -11,18 +11,17 @@ from prefect import task
 from tasks.common import GPU_TAGS, TASK_OPTIONS
 from udcshield.config import AttackSpec, Params
 from udcshield.defenses.purifier import load_purifier
-from udcshield.models.checkpoint import load_checkpoint
 from udcshield.pipeline import attack, evaluate, purify, report
 from udcshield.pipeline.layout import Layout
 
 
-@task(name="craft-adversarial", tags=GPU_TAGS, task_run_name="craft-{variant}-{spec.name}-{budget}", **TASK_OPTIONS)
-def craft(params: Params, layout: Layout, variant: str, spec: AttackSpec, budget: int, inputs: torch.Tensor,
+@task(name="craft-adversarial", tags=GPU_TAGS, task_run_name="craft-{source}-{spec.name}-{budget}", **TASK_OPTIONS)
+def craft(params: Params, layout: Layout, source: str, spec: AttackSpec, budget: int, inputs: torch.Tensor,
           targets: torch.Tensor, ids: list[str], device: torch.device,
           train: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
-    """Craft one adversarial set on the bare restorer variant."""
-    model = load_checkpoint(layout.checkpoint(variant))
-    return attack.craft(model, spec, budget, inputs, targets, ids, params, variant, device, train)
+    """Craft one adversarial set on the bare restorer ``<model>/<variant>``."""
+    model = attack.load_restorer(layout, source)
+    return attack.craft(model, spec, budget, inputs, targets, ids, params, source, device, train)
 
 
 @task(name="write-adversarial", **TASK_OPTIONS)
@@ -47,8 +46,8 @@ def write_purified(params: Params, layout: Layout, purified: dict, device: torch
 @task(name="score-cell", tags=GPU_TAGS, task_run_name="score-{cell[0]}-{cell[1]}-{cell[2]}-{cell[3]}", **TASK_OPTIONS)
 def score_cell(params: Params, layout: Layout, cell: tuple[str, str, str, int], targets: torch.Tensor,
                ids: list[str], device: torch.device) -> list[dict[str, Any]]:
-    """Restore and score one (variant, defense, attack, budget) cell."""
-    model = load_checkpoint(layout.checkpoint(cell[0]))
+    """Restore and score one (restorer, defense, attack, budget) cell."""
+    model = attack.load_restorer(layout, cell[0])
     return evaluate.cell_records(params, layout, model, cell, targets, ids, device)
 
 

@@ -22,16 +22,17 @@ def load_split(store: str) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     return load_pairs(store)
 
 
-@task(name="fit-restorer", tags=GPU_TAGS, **TASK_OPTIONS)
-def fit_restorer(params: Params, inputs: torch.Tensor, targets: torch.Tensor, device: torch.device):
-    """Train the base restorer."""
-    return train.fit_restorer(params, inputs, targets, device, progress_logger("train"))
+@task(name="fit-restorer", tags=GPU_TAGS, task_run_name="fit-restorer-{name}", **TASK_OPTIONS)
+def fit_restorer(params: Params, name: str, inputs: torch.Tensor, targets: torch.Tensor, device: torch.device):
+    """Train base restorer ``name``; returns (model, history)."""
+    return train.fit_restorer(params, name, inputs, targets, device, progress_logger(f"train {name}"))
 
 
-@task(name="save-restorer", **TASK_OPTIONS)
-def save_restorer(params: Params, layout: Layout, model: torch.nn.Module, history: list[dict], device: torch.device) -> dict[str, Any]:
+@task(name="save-restorer", task_run_name="save-restorer-{name}", **TASK_OPTIONS)
+def save_restorer(params: Params, layout: Layout, name: str, model: torch.nn.Module, history: list[dict],
+                  device: torch.device) -> dict[str, Any]:
     """Write the restorer checkpoint and its training curve."""
-    return train.save_restorer(params, layout, model, history, device)
+    return train.save_restorer(params, layout, name, model, history, device)
 
 
 @task(name="fit-purifier", tags=GPU_TAGS, **TASK_OPTIONS)
@@ -53,16 +54,17 @@ def purify_training_inputs(params: Params, layout: Layout, inputs: torch.Tensor,
     return finetune.purified_training_pairs(params, load_purifier(layout.purifier), inputs, targets, ids, device)
 
 
-@task(name="fit-finetuned", tags=GPU_TAGS, **TASK_OPTIONS)
-def fit_finetuned(params: Params, layout: Layout, inputs: torch.Tensor, targets: torch.Tensor, device: torch.device):
-    """Fine-tune the base restorer on purified inputs; returns (model, history)."""
-    model = load_checkpoint(layout.restorer)
-    history = finetune.fit_finetuned(params, model, inputs, targets, device, progress_logger("finetune"))
+@task(name="fit-finetuned", tags=GPU_TAGS, task_run_name="fit-finetuned-{name}", **TASK_OPTIONS)
+def fit_finetuned(params: Params, layout: Layout, name: str, inputs: torch.Tensor, targets: torch.Tensor,
+                  device: torch.device):
+    """Fine-tune base restorer ``name`` on purified inputs; returns (model, history)."""
+    model = load_checkpoint(layout.restorer(name))
+    history = finetune.fit_finetuned(params, name, model, inputs, targets, device, progress_logger(f"finetune {name}"))
     return model, history
 
 
-@task(name="save-finetuned", **TASK_OPTIONS)
-def save_finetuned(params: Params, layout: Layout, model: torch.nn.Module, history: list[dict], pairs: int,
+@task(name="save-finetuned", task_run_name="save-finetuned-{name}", **TASK_OPTIONS)
+def save_finetuned(params: Params, layout: Layout, name: str, model: torch.nn.Module, history: list[dict], pairs: int,
                    device: torch.device) -> dict[str, Any]:
     """Write the fine-tuned checkpoint and its training curve."""
-    return finetune.save_outputs(params, layout, model, history, pairs, device)
+    return finetune.save_outputs(params, layout, name, model, history, pairs, device)

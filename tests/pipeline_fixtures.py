@@ -19,7 +19,7 @@ TINY_OVERRIDES: dict[str, Any] = {
     "simulate": {"train_photos": ["astronaut", "coffee"], "test_photos": ["chelsea"], "patch_size": 32,
                  "train_patches_per_image": 8, "test_patches_per_image": 4, "scale": 0.25,
                  "optics": {"support_px": 15}},
-    "train": {"model": "resunet_tiny", "model_kwargs": {}, "iterations": 40, "batch_size": 4, "crop_size": 32},
+    "train": {"models": [{"name": "resunet_tiny"}], "iterations": 40, "batch_size": 4, "crop_size": 32},
     "purifier": {"sample_size": 32, "block_out_channels": [8, 16], "iterations": 20, "batch_size": 4,
                  "crop_size": 32},
     "finetune": {"t_stars": [5, 10], "num_steps": None, "iterations": 10, "batch_size": 4, "crop_size": 32},
@@ -32,7 +32,7 @@ TINY_OVERRIDES: dict[str, Any] = {
 def deep_update(base: dict, override: dict) -> dict:
     out = copy.deepcopy(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "model_kwargs":
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "kwargs":
             out[key] = deep_update(out[key], value)
         else:
             out[key] = copy.deepcopy(value)

@@ -31,7 +31,8 @@ def test_repro_produces_report_and_attacks_hurt(workspace):
         assert set(metrics[variant]) == {"none", "purified"}
         assert set(metrics[variant]["purified"]) == {"clean", "pgd_2", "pgd_8", "fgsm_8"}
     for path in ("data/simulated/train.zarr", "data/attack/adversarial.zarr", "data/purify/purified.zarr",
-                 "data/models/restorer/model.safetensors", "data/evaluate/curves/pgd.csv", "dvc.lock"):
+                 "data/restorers/resunet_tiny/model.safetensors",
+                 "data/evaluate/curves/pgd/resunet_tiny_base_none.csv", "data/report/psf.png", "dvc.lock"):
         assert (ws / path).exists(), path
 
 

@@ -133,11 +133,28 @@ class SimulateConfig:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Restorer training (Adam, cosine decay): see :func:`udcshield.training.restorer.train_restorer`."""
+class ModelSpec:
+    """One restorer to study: a registered architecture name and its constructor kwargs (e.g. ``size``)."""
 
-    model: str = "resunet"
-    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    name: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self, where: str) -> None:
+        from udcshield.models.registry import list_restorers
+
+        if self.name not in list_restorers():
+            raise ConfigError(f"{where}.name {self.name!r} is not a registered restorer "
+                              f"(available: {', '.join(list_restorers())})")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Restorer training (Adam, cosine decay): see :func:`udcshield.training.restorer.train_restorer`.
+
+    Every listed model is trained, fine-tuned, attacked, purified and evaluated.
+    """
+
+    models: tuple[ModelSpec, ...] = (ModelSpec("resunet", {"base_channels": 16, "depth": 2}),)
     iterations: int = 3000
     batch_size: int = 8
     crop_size: int = 64
@@ -152,6 +169,17 @@ class TrainConfig:
         _non_negative(self, where, "lr_min", "color_jitter")
         if self.lr_min > self.lr:
             raise ConfigError(f"{where}.lr_min ({self.lr_min}) must not exceed lr ({self.lr})")
+        if not self.models:
+            raise ConfigError(f"{where}.models must list at least one restorer")
+        names = [m.name for m in self.models]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"{where}.models lists a restorer twice: {names}")
+        for i, spec in enumerate(self.models):
+            spec.validate(f"{where}.models[{i}]")
+
+    def spec(self, name: str) -> ModelSpec:
+        """The spec of model ``name``."""
+        return next(m for m in self.models if m.name == name)
 
 
 @dataclass(frozen=True)

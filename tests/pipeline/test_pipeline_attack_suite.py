@@ -39,7 +39,7 @@ def stage_output(tmp_path_factory):
     with torch.no_grad():  # a non-identity restorer so gradients and queries matter
         for p in model.parameters():
             p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(1)))
-    save_checkpoint(model, layout.restorer)
+    save_checkpoint(model, layout.restorer("resunet_tiny"))
     summary = attack.run(params, layout, torch.device("cpu"))
     return params, layout, summary
 
@@ -47,7 +47,7 @@ def stage_output(tmp_path_factory):
 @pytest.mark.parametrize("spec", SUITE, ids=[s["name"] for s in SUITE])
 def test_each_attack_is_stored_within_budget(stage_output, spec):
     _, layout, summary = stage_output
-    name = f"base/{spec['name']}/4"
+    name = f"resunet_tiny/base/{spec['name']}/4"
     adv = read_images(layout.adversarial, name, verify=True)
     clean = load_pairs(layout.test_store)[0].numpy()
     delta = (adv - clean).reshape(adv.shape[0], -1)

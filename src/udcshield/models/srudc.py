@@ -19,8 +19,9 @@ Simplified here (say so when quoting results):
   end from the restoration loss only, so ``t`` and ``A`` are latent variables, not calibrated physics;
 * guidance = spatial feature transform (per-pixel scale/shift) of the image branch's encoder features by
   the scattering features at every scale; the image branch is a residual-block U-Net;
-* the channel attention is Restormer's MDTA (Zamir et al. CVPR 2022) without bias terms' tuning;
-  widths/depths are chosen to match the published parameter budget;
+* the channel self-attention is Restormer's MDTA (Zamir et al. CVPR 2022) and the scattering branch is
+  an encoder only (its features at every scale guide the image branch); widths/depths are chosen to
+  match the published parameter budget;
 * last convolution zero-initialized and ``t`` initialized near 1 (untrained model ≈ identity); outputs
   are not clamped; any H and W (padded to a multiple of ``2**(levels-1)`` and cropped back).
 """

@@ -3,7 +3,7 @@
 Each attack is crafted on the bare restorer (base or fine-tuned): white-box ones with full gradient
 access, black-box ones (SimBA, Square) through a counted query oracle, the universal one on the training
 set; all against the configured objective and reference (Song et al., arXiv 2402.13629: PGD-20 at
-1, 2, 4, 8 / 256). Output: ``adversarial.zarr`` with array ``<variant>/<attack>/<budget>`` (N, 3, H, W)
+1, 2, 4, 8 / 256). Output: ``adversarial.zarr`` with array ``<model>/<variant>/<attack>/<budget>`` (N, 3, H, W)
 float32 in [0, 1] whose distance to the clean input is within its budget (checked here, exactly), plus
 the cost (iterations, forward-backward passes, queries, seconds) and realised norms as attributes.
 """
@@ -32,17 +32,30 @@ from udcshield.store.zarr_io import write_store
 Progress = Callable[[dict], None] | None
 
 
+def restorers(params: Params) -> Iterator[str]:
+    """Every attacked restorer as ``<model>/<variant>`` (variant ``base`` or ``finetuned``)."""
+    for spec in params.train.models:
+        for variant in params.attack.models:
+            yield f"{spec.name}/{variant}"
+
+
+def load_restorer(layout: Layout, source: str) -> torch.nn.Module:
+    """Load restorer ``<model>/<variant>``."""
+    model, variant = source.split("/")
+    return load_checkpoint(layout.checkpoint(model, variant))
+
+
 def conditions(params: Params) -> Iterator[tuple[str, AttackSpec, int]]:
-    """All (variant, attack spec, budget) combinations the stage crafts."""
-    for variant in params.attack.models:
+    """All (restorer, attack spec, budget) combinations the stage crafts; restorer = ``<model>/<variant>``."""
+    for source in restorers(params):
         for spec in params.attack.attacks:
             for budget in spec.budgets:
-                yield variant, spec, budget
+                yield source, spec, budget
 
 
-def array_name(variant: str, attack: str, budget: int) -> str:
-    """Name of an adversarial set inside ``adversarial.zarr``."""
-    return f"{variant}/{attack}/{budget}"
+def array_name(source: str, attack: str, budget: int) -> str:
+    """Name of an adversarial set inside ``adversarial.zarr``: ``<model>/<variant>/<attack>/<budget>``."""
+    return f"{source}/{attack}/{budget}"
 
 
 L2_ATTACKS = ("pgd_l2",)
@@ -71,7 +84,7 @@ def attack_kwargs(spec: AttackSpec, budget: int, params: Params, image_shape: tu
 
 
 def craft(model: torch.nn.Module, spec: AttackSpec, budget: int, inputs: torch.Tensor, targets: torch.Tensor,
-          image_ids: list[str], params: Params, variant: str, device: torch.device,
+          image_ids: list[str], params: Params, source: str, device: torch.device,
           train: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """Craft one adversarial set. Returns (adv (N, 3, H, W) float32 in [0, 1], attributes with cost and norms).
 
@@ -79,7 +92,7 @@ def craft(model: torch.nn.Module, spec: AttackSpec, budget: int, inputs: torch.T
     training set and added to every test input.
     """
     model = model.to(device).eval()
-    stage = f"attack/{array_name(variant, spec.name, budget)}"
+    stage = f"attack/{array_name(source, spec.name, budget)}"
     start = time.perf_counter()
     if spec.name == "universal":
         adv, cost = _universal(model, spec, budget, inputs, train, params, stage, device)
@@ -88,7 +101,7 @@ def craft(model: torch.nn.Module, spec: AttackSpec, budget: int, inputs: torch.T
     cost["seconds"] = round(time.perf_counter() - start, 3)
     if spec.name == "cw":
         adv = project_linf(adv, inputs, budget / 256.0)
-    return to_numpy_images(adv), _norm_attrs(spec, budget, adv, inputs, variant, stage, cost)
+    return to_numpy_images(adv), _norm_attrs(spec, budget, adv, inputs, source, stage, cost)
 
 
 def _per_image(model, spec, budget, inputs, targets, image_ids, params, stage, device):
@@ -114,7 +127,7 @@ def _universal(model, spec, budget, inputs, train, params, stage, device):
     return adv.cpu(), {"iterations": int(kwargs["steps"]), "forward_backward": int(kwargs["steps"]), "queries": 0}
 
 
-def _norm_attrs(spec: AttackSpec, budget: int, adv: torch.Tensor, inputs: torch.Tensor, variant: str, stage: str,
+def _norm_attrs(spec: AttackSpec, budget: int, adv: torch.Tensor, inputs: torch.Tensor, source: str, stage: str,
                 cost: dict[str, Any]) -> dict[str, Any]:
     """Check the stored perturbation against its budget and describe it."""
     delta = (adv - inputs).flatten(1)
@@ -124,7 +137,7 @@ def _norm_attrs(spec: AttackSpec, budget: int, adv: torch.Tensor, inputs: torch.
     limit = float(np.float32(eps)) if norm == "linf" else eps * (1 + 1e-6)
     if float(realised.max()) > limit:
         raise RuntimeError(f"{stage}: adversarial input exceeds its {norm} budget ({float(realised.max())} > {eps})")
-    return {"variant": variant, "attack": spec.name, "budget": budget, "norm": norm, "eps": float(eps),
+    return {"restorer": source, "attack": spec.name, "budget": budget, "norm": norm, "eps": float(eps),
             "cost": cost, "norm_max": float(realised.max()), "linf_max": float(delta.abs().max()),
             "l2_mean": float(delta.norm(dim=1).mean()), "seed_stage": stage}
 
@@ -141,19 +154,20 @@ def run(params: Params, layout: Layout, device: torch.device, progress: Progress
     inputs, targets, ids = load_pairs(layout.test_store)
     train = training_pairs(params, layout)
     results = {}
-    models = {v: load_checkpoint(layout.checkpoint(v)) for v in params.attack.models}
-    for variant, spec, budget in conditions(params):
-        adv, attrs = craft(models[variant], spec, budget, inputs, targets, ids, params, variant, device, train)
-        results[array_name(variant, spec.name, budget)] = (adv, attrs)
+    models = {source: load_restorer(layout, source) for source in restorers(params)}
+    for source, spec, budget in conditions(params):
+        adv, attrs = craft(models[source], spec, budget, inputs, targets, ids, params, source, device, train)
+        results[array_name(source, spec.name, budget)] = (adv, attrs)
         if progress:
-            progress({"set": array_name(variant, spec.name, budget), **attrs["cost"]})
+            progress({"set": array_name(source, spec.name, budget), **attrs["cost"]})
     return write_outputs(params, layout, results, device)
 
 
 def write_outputs(params: Params, layout: Layout, results: dict[str, tuple[np.ndarray, dict[str, Any]]],
                   device: torch.device) -> dict[str, Any]:
     """Write all adversarial sets into one store atomically; return per-set cost and norms."""
-    inputs = {"test": layout.test_store, **{f"restorer_{v}": layout.checkpoint(v) for v in params.attack.models}}
+    inputs = {"test": layout.test_store,
+              **{f"restorer {src}": layout.checkpoint(*src.split("/")) for src in restorers(params)}}
     prov = make_provenance("attack", to_dict(params.attack), inputs=inputs,
                            seeds={"seed": params.seed, "derivation": "derive_seed(seed, 'attack/<set>', image_id)"},
                            device=str(device), extra={"sets": sorted(results)})

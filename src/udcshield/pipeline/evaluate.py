@@ -6,8 +6,8 @@ under the SYNTH convention (clamp to [0, 1], 8-bit quantisation, RGB; DESIGN.md 
 attacked inputs are those crafted on the same bare variant (white-box without defense; non-adaptive with
 purification, the setting of Song et al., arXiv 2402.13629).
 
-Outputs: ``records.csv`` (long format), ``metrics.json`` (means, for ``dvc metrics show``) and, per
-attack, ``curves/<attack>.csv`` (PSNR vs budget, one column per variant/defense, for ``dvc plots``).
+Outputs: ``records.csv`` (long format), ``metrics.json`` (means, for ``dvc metrics show``) and
+``curves/<attack>/<model>_<variant>_<defense>.csv`` (PSNR and SSIM vs budget, for ``dvc plots``).
 """
 
 from __future__ import annotations
@@ -21,8 +21,7 @@ import torch
 from udcshield.config import Params
 from udcshield.evaluation.metrics import psnr, ssim
 from udcshield.evaluation.records import write_records_csv
-from udcshield.models.checkpoint import load_checkpoint
-from udcshield.pipeline.attack import array_name
+from udcshield.pipeline.attack import array_name, load_restorer, restorers
 from udcshield.pipeline.common import apply_batched, load_pairs, write_json, write_rows_csv
 from udcshield.pipeline.layout import Layout
 from udcshield.pipeline.purify import CLEAN
@@ -33,35 +32,36 @@ DEFENSES = ("none", "purified")
 METRICS = {"psnr": psnr, "ssim": ssim}
 
 
-def model_label(params: Params, variant: str) -> str:
-    """Record label of a restorer variant, e.g. ``resunet:base``."""
-    return f"{params.train.model}:{variant}"
+def model_label(source: str) -> str:
+    """Record label of restorer ``<model>/<variant>``, e.g. ``resunet:base``."""
+    return source.replace("/", ":")
 
 
 TRANSFER = "@"
 
 
 def cells(params: Params) -> Iterator[tuple[str, str, str, int]]:
-    """Every (variant, defense, attack, budget) cell; attack ``clean`` has budget 0.
+    """Every (restorer, defense, attack, budget) cell; restorer = ``<model>/<variant>``; ``clean`` has budget 0.
 
-    Transfer cells: attack ``<name>@<surrogate>`` is the set crafted on another variant, fed to this one
+    Transfer cells: attack ``<name>@<surrogate>`` is the set crafted on another restorer, fed to this one
     without defense (the surrogate x target matrix).
     """
-    for variant in params.attack.models:
+    sources = list(restorers(params))
+    for source in sources:
         for defense in DEFENSES:
-            yield variant, defense, CLEAN, 0
+            yield source, defense, CLEAN, 0
             for spec in params.attack.attacks:
                 for budget in spec.budgets:
-                    yield variant, defense, spec.name, budget
-        for surrogate in params.attack.models:
-            if surrogate != variant:
+                    yield source, defense, spec.name, budget
+        for surrogate in sources:
+            if surrogate != source:
                 for spec in params.attack.attacks:
-                    yield variant, "none", f"{spec.name}{TRANSFER}{surrogate}", max(spec.budgets)
+                    yield source, "none", f"{spec.name}{TRANSFER}{surrogate}", max(spec.budgets)
 
 
-def cell_inputs(layout: Layout, variant: str, defense: str, attack: str, budget: int) -> torch.Tensor:
+def cell_inputs(layout: Layout, restorer: str, defense: str, attack: str, budget: int) -> torch.Tensor:
     """The restorer's input for one cell, (N, 3, H, W) float32 in [0, 1]."""
-    source = variant
+    source = restorer
     if TRANSFER in attack:
         attack, source = attack.split(TRANSFER)
     if defense == "purified":
@@ -81,11 +81,11 @@ def score(model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor, m
 
 def cell_records(params: Params, layout: Layout, model: torch.nn.Module, cell: tuple[str, str, str, int],
                  targets: torch.Tensor, image_ids: list[str], device: torch.device) -> list[dict[str, Any]]:
-    """Score one (variant, defense, attack, budget) cell: one record per image x metric."""
-    variant, defense, attack, budget = cell
-    values = score(model, cell_inputs(layout, variant, defense, attack, budget), targets,
+    """Score one (restorer, defense, attack, budget) cell: one record per image x metric."""
+    source, defense, attack, budget = cell
+    values = score(model, cell_inputs(layout, source, defense, attack, budget), targets,
                    params.evaluate.metrics, params.evaluate.batch_size, device)
-    return [{"image_id": i, "model": model_label(params, variant), "defense": defense, "attack": attack,
+    return [{"image_id": i, "model": model_label(source), "defense": defense, "attack": attack,
              "budget": budget, "metric": metric, "value": float(v)}
             for metric, per_image in values.items() for i, v in zip(image_ids, per_image.tolist())]
 
@@ -95,15 +95,15 @@ def write_outputs(params: Params, layout: Layout, records: list[dict[str, Any]])
     write_records_csv(records, layout.records)
     summary = means(records)
     write_json(summary, layout.metrics)
-    for attack, rows in curves(params, summary).items():
-        write_rows_csv(rows, layout.curves_dir / f"{attack}.csv")
+    for (attack, series), rows in curves(params, summary).items():
+        write_rows_csv(rows, layout.curves_dir / attack / f"{series}.csv")
     return summary
 
 
 def run(params: Params, layout: Layout, device: torch.device, progress: Progress = None) -> dict[str, Any]:
     """Whole stage: score every cell and write records, metrics and curves."""
     _, targets, ids = load_pairs(layout.test_store)
-    models = {v: load_checkpoint(layout.checkpoint(v)) for v in params.attack.models}
+    models = {source: load_restorer(layout, source) for source in restorers(params)}
     records: list[dict[str, Any]] = []
     for cell in cells(params):
         rows = cell_records(params, layout, models[cell[0]], cell, targets, ids, device)
@@ -126,17 +126,16 @@ def means(records: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def curves(params: Params, summary: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    """Per attack: rows {budget, <variant>_<defense>: mean PSNR}, budget 0 = clean."""
+def curves(params: Params, summary: dict[str, Any]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """Per (attack, ``<model>_<variant>_<defense>``): rows {budget, psnr, ssim}; budget 0 = clean."""
     out = {}
     for spec in params.attack.attacks:
-        rows = []
-        for budget in (0, *spec.budgets):
-            row: dict[str, Any] = {"budget": budget}
-            for variant in params.attack.models:
-                for defense in DEFENSES:
-                    cond = CLEAN if budget == 0 else f"{spec.name}_{budget}"
-                    row[f"{variant}_{defense}"] = summary[model_label(params, variant)][defense][cond]["psnr"]
-            rows.append(row)
-        out[spec.name] = rows
+        for source in restorers(params):
+            for defense in DEFENSES:
+                cond = summary[model_label(source)][defense]
+                rows = []
+                for budget in (0, *sorted(spec.budgets)):
+                    values = cond[CLEAN if budget == 0 else f"{spec.name}_{budget}"]
+                    rows.append({"budget": budget, **values})
+                out[(spec.name, f"{source.replace('/', '_')}_{defense}")] = rows
     return out

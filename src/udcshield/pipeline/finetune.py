@@ -45,11 +45,11 @@ def purified_training_pairs(params: Params, purifier: DiffusionPurifier, inputs:
     return torch.cat(sets), torch.cat(refs)
 
 
-def fit_finetuned(params: Params, model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
+def fit_finetuned(params: Params, name: str, model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
                   device: torch.device, progress: Progress = None) -> list[dict]:
-    """Fine-tune ``model`` in place on (inputs, targets); returns the training history."""
+    """Fine-tune restorer ``name`` (``model``, in place) on (inputs, targets); returns the training history."""
     cfg = params.finetune
-    gen = torch_generator(params.seed, "finetune/batches")
+    gen = torch_generator(params.seed, f"finetune/{name}/batches")
     return train_restorer(model, inputs, targets, iterations=cfg.iterations, batch_size=cfg.batch_size,
                           crop_size=cfg.crop_size, lr=cfg.lr, lr_min=cfg.lr_min, loss=cfg.loss, flips=cfg.flips,
                           color_jitter=cfg.color_jitter, generator=gen, device=device, log_every=50,
@@ -57,23 +57,26 @@ def fit_finetuned(params: Params, model: torch.nn.Module, inputs: torch.Tensor, 
 
 
 def run(params: Params, layout: Layout, device: torch.device, progress: Progress = None) -> dict[str, Any]:
-    """Whole stage: purify the training inputs, fine-tune the base restorer, save it and its curve."""
+    """Whole stage: purify the training inputs once, fine-tune every base restorer on them, save each."""
     inputs, targets, ids = load_pairs(layout.train_store)
     purifier = load_purifier(layout.purifier)
-    model = load_checkpoint(layout.restorer)
     ft_inputs, ft_targets = purified_training_pairs(params, purifier, inputs, targets, ids, device)
-    history = fit_finetuned(params, model, ft_inputs, ft_targets, device, progress)
-    return save_outputs(params, layout, model, history, int(ft_inputs.shape[0]), device)
+    out = {}
+    for spec in params.train.models:
+        model = load_checkpoint(layout.restorer(spec.name))
+        history = fit_finetuned(params, spec.name, model, ft_inputs, ft_targets, device, progress)
+        out[spec.name] = save_outputs(params, layout, spec.name, model, history, int(ft_inputs.shape[0]), device)
+    return out
 
 
-def save_outputs(params: Params, layout: Layout, model: torch.nn.Module, history: list[dict], pairs: int,
+def save_outputs(params: Params, layout: Layout, name: str, model: torch.nn.Module, history: list[dict], pairs: int,
                  device: torch.device) -> dict[str, Any]:
-    """Write the fine-tuned checkpoint (provenance in config.json) and its training curve."""
+    """Write the fine-tuned checkpoint of ``name`` (provenance in config.json) and its training curve."""
     prov = make_provenance("finetune", to_dict(params.finetune),
-                           inputs={"train": layout.train_store, "restorer": layout.restorer,
+                           inputs={"train": layout.train_store, "restorer": layout.restorer(name),
                                    "purifier": layout.purifier},
                            seeds={"seed": params.seed, "purify": "finetune/purify/t<t_star>/<image_id>",
-                                  "batches": "finetune/batches"}, device=str(device))
-    save_checkpoint(model.cpu(), layout.finetuned, extra={"provenance": prov})
-    write_rows_csv(history, layout.log("finetune"))
+                                  "batches": f"finetune/{name}/batches"}, device=str(device))
+    save_checkpoint(model.cpu(), layout.finetuned(name), extra={"provenance": prov})
+    write_rows_csv(history, layout.log("finetune", name))
     return {"pairs": pairs, "final_loss": history[-1]["loss"]}

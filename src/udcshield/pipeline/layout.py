@@ -30,21 +30,21 @@ class Layout:
     def psf_store(self) -> Path:
         return self.simulated / "psf.zarr"
 
-    @property
-    def restorer(self) -> Path:
-        return self.root / "models" / "restorer"
+    def restorer(self, model: str) -> Path:
+        """Checkpoint folder of the base restorer ``model``."""
+        return self.root / "restorers" / model
 
     @property
     def purifier(self) -> Path:
-        return self.root / "models" / "purifier"
+        return self.root / "purifier"
 
-    @property
-    def finetuned(self) -> Path:
-        return self.root / "models" / "finetuned"
+    def finetuned(self, model: str) -> Path:
+        """Checkpoint folder of the fine-tuned restorer ``model``."""
+        return self.root / "finetuned" / model
 
-    def log(self, name: str) -> Path:
-        """Training-curve CSV for ``dvc plots`` (train_restorer, train_purifier, finetune)."""
-        return self.root / "logs" / f"{name}.csv"
+    def log(self, stage: str, model: str = "") -> Path:
+        """Training-curve CSV for ``dvc plots``: ``logs/<stage>/<model>.csv`` (``logs/<stage>.csv`` without model)."""
+        return self.root / "logs" / stage / f"{model}.csv" if model else self.root / "logs" / f"{stage}.csv"
 
     @property
     def adversarial(self) -> Path:
@@ -71,13 +71,13 @@ class Layout:
     def report(self) -> Path:
         return self.root / "report" / "report.md"
 
-    def checkpoint(self, model_key: str) -> Path:
-        """Checkpoint folder of restorer variant ``base`` or ``finetuned``."""
-        if model_key == "base":
-            return self.restorer
-        if model_key == "finetuned":
-            return self.finetuned
-        raise ValueError(f"unknown restorer variant {model_key!r}; expected 'base' or 'finetuned'")
+    def checkpoint(self, model: str, variant: str) -> Path:
+        """Checkpoint folder of restorer ``model`` in variant ``base`` or ``finetuned``."""
+        if variant == "base":
+            return self.restorer(model)
+        if variant == "finetuned":
+            return self.finetuned(model)
+        raise ValueError(f"unknown restorer variant {variant!r}; expected 'base' or 'finetuned'")
 
 
 def resolve_device(name: str) -> torch.device:

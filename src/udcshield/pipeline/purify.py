@@ -29,8 +29,8 @@ def input_sets(params: Params, layout: Layout) -> dict[str, torch.Tensor]:
     """Every set to purify: ``clean`` (the test inputs) and each adversarial set by name."""
     inputs, _, _ = load_pairs(layout.test_store)
     sets = {CLEAN: inputs}
-    for variant, spec, budget in conditions(params):
-        name = array_name(variant, spec.name, budget)
+    for source, spec, budget in conditions(params):
+        name = array_name(source, spec.name, budget)
         sets[name] = torch.from_numpy(read_images(layout.adversarial, name))
     return sets
 

@@ -15,7 +15,7 @@ from udcshield.config import Params, to_dict
 from udcshield.evaluation.figures import mask_panel, psf_panel, save_png
 from udcshield.evaluation.records import read_records_csv
 from udcshield.evaluation.tables import markdown_table
-from udcshield.pipeline.attack import array_name, conditions
+from udcshield.pipeline.attack import array_name, conditions, restorers
 from udcshield.pipeline.evaluate import DEFENSES, TRANSFER, means, model_label
 from udcshield.pipeline.layout import Layout
 from udcshield.store.atomic import write_text_atomic
@@ -28,8 +28,8 @@ PASS, FAIL = "pass", "FAIL"
 def sanity_checks(params: Params, summary: dict[str, Any], attack_attrs: dict[str, dict]) -> list[tuple[str, str, str]]:
     """(check, status, detail) rows; status is ``pass`` or ``FAIL`` (DESIGN.md section 5)."""
     rows = []
-    for variant in params.attack.models:
-        model = model_label(params, variant)
+    for source in restorers(params):
+        model = model_label(source)
         for spec in params.attack.attacks:
             for defense in DEFENSES:
                 vals = [summary[model][defense][f"{spec.name}_{b}"]["psnr"] for b in sorted(spec.budgets)]
@@ -65,19 +65,19 @@ def masking_checks(params: Params, summary: dict[str, Any], model: str) -> list[
 
 def transfer_lines(params: Params, summary: dict[str, Any]) -> list[str]:
     """Surrogate x target PSNR matrix per attack at its largest budget (no defense)."""
-    variants = params.attack.models
-    if len(variants) < 2:
+    sources = list(restorers(params))
+    if len(sources) < 2:
         return []
     lines = ["## Transfer (surrogate x target, no defense, PSNR dB)", ""]
     for spec in params.attack.attacks:
         b = max(spec.budgets)
         lines += [f"{spec.name} at {b}/256 - rows: crafted on; columns: evaluated on", "",
-                  "| surrogate | " + " | ".join(variants) + " |", "|---|" + "---:|" * len(variants)]
-        for src in variants:
+                  "| surrogate | " + " | ".join(sources) + " |", "|---|" + "---:|" * len(sources)]
+        for src in sources:
             cells = []
-            for tgt in variants:
+            for tgt in sources:
                 key = f"{spec.name}_{b}" if src == tgt else f"{spec.name}{TRANSFER}{src}_{b}"
-                cells.append(f"{summary[model_label(params, tgt)]['none'][key]['psnr']:.2f}")
+                cells.append(f"{summary[model_label(tgt)]['none'][key]['psnr']:.2f}")
             lines.append(f"| {src} | " + " | ".join(cells) + " |")
         lines.append("")
     return lines
@@ -88,10 +88,11 @@ def render(params: Params, layout: Layout) -> str:
     all_records = read_records_csv(layout.records)
     summary = means(all_records)
     records = [r for r in all_records if TRANSFER not in r["attack"]]
-    attack_attrs = {array_name(v, s.name, b): store_attrs(layout.adversarial, array_name(v, s.name, b))
-                    for v, s, b in conditions(params)}
+    attack_attrs = {array_name(src, s.name, b): store_attrs(layout.adversarial, array_name(src, s.name, b))
+                    for src, s, b in conditions(params)}
     lines = ["# udcshield robustness report", "",
-             f"Restorer `{params.train.model}` on {len({r['image_id'] for r in records})} simulated test images "
+             f"Restorers {', '.join(f'`{m.name}`' for m in params.train.models)} on "
+             f"{len({r['image_id'] for r in records})} test images "
              f"({params.simulate.optics.mask} display mask, {params.simulate.patch_size}x{params.simulate.patch_size}). "
              "PSNR/SSIM: tone-mapped, clamped to [0,1], 8-bit, RGB. Budgets in units of 1/256.", "",
              "Attacks are white-box on the bare restorer variant; the purified rows use the same adversarial "
@@ -102,8 +103,8 @@ def render(params: Params, layout: Layout) -> str:
         lines += ["## SSIM", "", markdown_table(records, metric="ssim"), ""]
     lines += ["## Defense at a glance", "", "| model | clean PSNR, no defense | clean PSNR, purified | "
               "worst attacked PSNR, no defense | worst attacked PSNR, purified |", "|---|---|---|---|---|"]
-    for variant in params.attack.models:
-        m = model_label(params, variant)
+    for source in restorers(params):
+        m = model_label(source)
         worst = {d: min(v["psnr"] for k, v in summary[m][d].items() if k != "clean" and TRANSFER not in k)
                  for d in DEFENSES}
         lines.append(f"| {m} | {summary[m]['none']['clean']['psnr']:.2f} | {summary[m]['purified']['clean']['psnr']:.2f}"
@@ -129,7 +130,7 @@ def provenance_lines(params: Params, layout: Layout) -> list[str]:
     code = code_version()
     artifacts = {"records": layout.records, "test set": layout.test_store, "psf": layout.psf_store,
                  "adversarial": layout.adversarial, "purified": layout.purified, "purifier": layout.purifier}
-    artifacts.update({f"restorer ({v})": layout.checkpoint(v) for v in params.attack.models})
+    artifacts.update({f"restorer {src}": layout.checkpoint(*src.split("/")) for src in restorers(params)})
     digests = input_digests(artifacts)
     lines = [f"- params sha256: `{params_hash[:16]}`",
              f"- code: package {code['package']}, git `{(code.get('git_commit') or 'unknown')[:12]}`"

@@ -26,12 +26,13 @@ from udcshield.training.restorer import train_restorer
 Progress = Callable[[dict], None] | None
 
 
-def fit_restorer(params: Params, inputs: torch.Tensor, targets: torch.Tensor, device: torch.device,
+def fit_restorer(params: Params, name: str, inputs: torch.Tensor, targets: torch.Tensor, device: torch.device,
                  progress: Progress = None) -> tuple[torch.nn.Module, list[dict]]:
-    """Build the configured restorer and train it; inputs/targets (N, 3, H, W) float32 in [0, 1]."""
+    """Build restorer ``name`` as configured and train it; inputs/targets (N, 3, H, W) float32 in [0, 1]."""
     cfg = params.train
-    model = create_restorer(cfg.model, generator=torch_generator(params.seed, "train/init"), **cfg.model_kwargs)
-    gen = torch_generator(params.seed, "train/batches")
+    model = create_restorer(name, generator=torch_generator(params.seed, f"train/{name}/init"),
+                            **cfg.spec(name).kwargs)
+    gen = torch_generator(params.seed, f"train/{name}/batches")
     history = train_restorer(model, inputs, targets, iterations=cfg.iterations, batch_size=cfg.batch_size,
                              crop_size=cfg.crop_size, lr=cfg.lr, lr_min=cfg.lr_min, loss=cfg.loss,
                              flips=cfg.flips, color_jitter=cfg.color_jitter, generator=gen, device=device,
@@ -55,19 +56,23 @@ def fit_purifier(params: Params, images: torch.Tensor, device: torch.device,
 
 
 def run_restorer(params: Params, layout: Layout, device: torch.device, progress: Progress = None) -> dict[str, Any]:
-    """Stage ``train``: train and save the base restorer and its training curve."""
+    """Stage ``train``: train and save every configured restorer and its training curve."""
     inputs, targets, _ = load_pairs(layout.train_store)
-    model, history = fit_restorer(params, inputs, targets, device, progress)
-    return save_restorer(params, layout, model, history, device)
+    out = {}
+    for spec in params.train.models:
+        model, history = fit_restorer(params, spec.name, inputs, targets, device, progress)
+        out[spec.name] = save_restorer(params, layout, spec.name, model, history, device)
+    return out
 
 
-def save_restorer(params: Params, layout: Layout, model: torch.nn.Module, history: list[dict],
+def save_restorer(params: Params, layout: Layout, name: str, model: torch.nn.Module, history: list[dict],
                   device: torch.device) -> dict[str, Any]:
     """Write the base restorer checkpoint (provenance in config.json) and its training curve."""
     prov = make_provenance("train", to_dict(params.train), inputs={"train": layout.train_store},
-                           seeds={"seed": params.seed, "batches": "train/batches"}, device=str(device))
-    save_checkpoint(model, layout.restorer, extra={"provenance": prov})
-    write_rows_csv(history, layout.log("train_restorer"))
+                           seeds={"seed": params.seed, "init": f"train/{name}/init",
+                                  "batches": f"train/{name}/batches"}, device=str(device))
+    save_checkpoint(model, layout.restorer(name), extra={"provenance": prov})
+    write_rows_csv(history, layout.log("train", name))
     return {"final_loss": history[-1]["loss"], "parameters": sum(p.numel() for p in model.parameters())}
 
 
