@@ -1,6 +1,6 @@
 """Stage ``report``: a markdown robustness report built only from the stage outputs (records, store attributes).
 
-Sections: PSNR and SSIM tables per (restorer variant, defense); automated sanity checks from DESIGN.md
+Sections: PSNR and SSIM tables per (restorer, defense); transfer matrix; automated sanity checks from DESIGN.md
 section 5 (PSNR non-increasing in the budget, stored budgets respected, a one-step attack not beating
 the iterative one); attack cost; the price of the defense on clean inputs; provenance footer.
 """
@@ -95,9 +95,10 @@ def render(params: Params, layout: Layout) -> str:
              f"{len({r['image_id'] for r in records})} test images "
              f"({params.simulate.optics.mask} display mask, {params.simulate.patch_size}x{params.simulate.patch_size}). "
              "PSNR/SSIM: tone-mapped, clamped to [0,1], 8-bit, RGB. Budgets in units of 1/256.", "",
-             "Attacks are white-box on the bare restorer variant; the purified rows use the same adversarial "
-             "inputs, purified afterwards (non-adaptive, the study's setting). **A defense number measured only "
-             "non-adaptively is not a robustness claim.**", "",
+             "Each attack is crafted on the bare restorer (gradients for white-box attacks, counted queries for "
+             "black-box ones); the purified rows use the same adversarial inputs, purified afterwards "
+             "(non-adaptive, the study's setting). **A defense number measured only non-adaptively is not a "
+             "robustness claim.**", "",
              "## PSNR (dB)", "", markdown_table(records, metric="psnr"), ""]
     if "ssim" in params.evaluate.metrics:
         lines += ["## SSIM", "", markdown_table(records, metric="ssim"), ""]
