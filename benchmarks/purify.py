@@ -36,7 +36,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from udcshield.defenses import DiffusionPurifier, guided_purify, load_purifier, purify_ddim, strided_timesteps
+from udcshield.defenses import (
+    DefendedRestorer,
+    DiffusionPurifier,
+    guided_purify,
+    load_purifier,
+    purify_ddim,
+    strided_timesteps,
+)
 from udcshield.evaluation.metrics import psnr
 from udcshield.seeding import derive_seed, torch_generator
 from udcshield.training.diffusion import train_purifier
@@ -68,6 +75,24 @@ def run_method(fn, x: torch.Tensor, clean: torch.Tensor, batch: int, seed: int, 
     seconds = time.perf_counter() - start
     out = torch.cat(outputs)
     return x.shape[0] / seconds, float(psnr(out, clean).mean())
+
+
+def gradient_costs(purifier: DiffusionPurifier, x: torch.Tensor, t_star: int, num_steps: int,
+                   repeats: int) -> dict:
+    """Seconds per forward+backward (input gradient) through purify(DDIM, num_steps) → identity restorer
+    for the adaptive-attack gradient modes (full, full + checkpointing, BPDA of Athalye et al. 2018)."""
+    costs = {}
+    for label, mode, ckpt in (("full", "full", False), ("full_checkpoint", "full", True), ("bpda", "bpda", False)):
+        model = DefendedRestorer(purifier, torch.nn.Identity(), t_star=t_star, num_steps=num_steps, sampler="ddim",
+                                 gradient=mode, checkpoint=ckpt).eval()
+        model.set_seeds(list(range(x.shape[0])))
+        start = time.perf_counter()
+        for _ in range(repeats):
+            a = x.clone().requires_grad_(True)
+            (grad,) = torch.autograd.grad(model(a).square().sum(), a)
+        costs[label] = {"seconds_per_grad": (time.perf_counter() - start) / repeats,
+                        "grad_abs_mean": float(grad.abs().mean())}
+    return costs
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -143,6 +168,11 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{name:28s} nfe={nfe:4d}  {ips:8.1f} img/s  PSNR clean-in {psnr_clean:6.2f} dB  "
               f"perturbed-in {psnr_pert:6.2f} dB", flush=True)
 
+    grad_steps = 10
+    grads = gradient_costs(purifier, perturbed[:batch], t_star, grad_steps, repeats=2 if args.quick else 5)
+    for label, row in grads.items():
+        print(f"grad ddim_{grad_steps} {label:16s} {row['seconds_per_grad']:.3f} s per batch of {batch}", flush=True)
+
     report = {
         "setup": {"quick": args.quick, "t_star": t_star, "alpha_bar_t_star": abar, "images": n_images,
                   "size": args.size, "batch": batch, "eps": args.eps, "guidance_scale": args.guidance_scale,
@@ -151,6 +181,7 @@ def main(argv: list[str] | None = None) -> dict:
         "baselines": {"psnr_perturbed_vs_clean": float(psnr(perturbed, clean).mean()),
                       "psnr_diffused_to_t_star_vs_clean": float(psnr(diffused, clean).mean())},
         "methods": results,
+        "input_gradient_ddim_10": {"batch": batch, **grads},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
