@@ -95,6 +95,13 @@ def purify_flow(params_path: str = "params.yaml", data_root: str = "data") -> di
     return rt.write_purified(params, layout, purified, device)
 
 
+@flow(name="adaptive", log_prints=True)
+def adaptive_flow(params_path: str = "params.yaml", data_root: str = "data") -> dict[str, Any]:
+    """Adaptive attacks through the purifier (BPDA + EOT, full gradients) and the defense over draws."""
+    params, layout = _setup(params_path, data_root)
+    return rt.adaptive_stage(params, layout, resolve_device(params.device))
+
+
 @flow(name="evaluate", log_prints=True)
 def evaluate_flow(params_path: str = "params.yaml", data_root: str = "data") -> dict[str, Any]:
     """Score every (restorer, defense, attack, budget) cell per image."""
@@ -122,6 +129,7 @@ STAGE_FLOWS = {
     "finetune": finetune_flow,
     "attack": attack_flow,
     "purify": purify_flow,
+    "adaptive": adaptive_flow,
     "evaluate": evaluate_flow,
     "report": report_flow,
 }

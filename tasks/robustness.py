@@ -8,10 +8,10 @@ import numpy as np
 import torch
 from prefect import task
 
-from tasks.common import GPU_TAGS, TASK_OPTIONS
+from tasks.common import GPU_TAGS, TASK_OPTIONS, progress_logger
 from udcshield.config import AttackSpec, Params
 from udcshield.defenses.purifier import load_purifier
-from udcshield.pipeline import attack, evaluate, purify, report
+from udcshield.pipeline import adaptive, attack, evaluate, purify, report
 from udcshield.pipeline.layout import Layout
 
 
@@ -61,3 +61,9 @@ def write_evaluation(params: Params, layout: Layout, records: list[dict[str, Any
 def render_report(params: Params, layout: Layout) -> dict[str, Any]:
     """Write the markdown report."""
     return report.run(params, layout)
+
+
+@task(name="adaptive-attacks-and-draws", tags=GPU_TAGS, **TASK_OPTIONS)
+def adaptive_stage(params: Params, layout: Layout, device: torch.device) -> dict[str, Any]:
+    """Craft the adaptive attacks through the purifier and evaluate the stochastic defense over draws."""
+    return adaptive.run(params, layout, device, progress_logger("adaptive"))

@@ -21,6 +21,10 @@ def test_repro_produces_report_and_attacks_hurt(workspace):
     ws, _ = workspace
     report = (ws / "data/report/report.md").read_text()
     assert "| resunet_tiny:base | none |" in report
+    assert "## Defense against adaptive attacks" in report and "adaptive bpda_eot" in report
+    adaptive = json.loads((ws / "data/adaptive/metrics.json").read_text())
+    cell = adaptive["resunet_tiny:base"]["purified"]["bpda_eot_8"]
+    assert cell["psnr_worst_draw"] <= cell["psnr_mean_draws"]
     checks = report.split("## Sanity checks")[1].split("## Attack cost")[0]
     budget_rows = [line for line in checks.splitlines() if "within budget" in line]
     assert len(budget_rows) == 2 * 3 and all("| pass |" in line for line in budget_rows)
@@ -50,7 +54,7 @@ def test_changing_an_attack_param_reruns_only_downstream(workspace):
     params["attack"]["attacks"][0]["kwargs"]["steps"] = 4
     (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = run(["dvc", "repro"], ws).stdout
-    for stage in ("attack", "purify", "evaluate", "report"):
+    for stage in ("attack", "purify", "adaptive", "evaluate", "report"):
         assert f"Running stage '{stage}'" in out, out
     for stage in ("simulate", "train", "train_purifier", "finetune"):
         assert f"Running stage '{stage}'" not in out, out

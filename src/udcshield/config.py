@@ -319,6 +319,51 @@ class PurifyConfig:
 
 
 @dataclass(frozen=True)
+class AdaptiveSpec:
+    """One adaptive attack through the purifier: PGD with ``gradient`` "bpda" or "full", EOT over draws."""
+
+    name: str
+    gradient: Literal["bpda", "full"] = "bpda"
+    eot_samples: int = 4
+    steps: int = 10
+    checkpoint: bool = True
+
+    def validate(self, where: str) -> None:
+        _positive(self, where, "eot_samples", "steps")
+        if not self.name or "/" in self.name or "@" in self.name:
+            raise ConfigError(f"{where}.name must be a non-empty label without '/' or '@', got {self.name!r}")
+
+
+@dataclass(frozen=True)
+class AdaptiveConfig:
+    """Adaptive attacks on the defended system (purify -> restore), evaluated over stochastic draws.
+
+    Each attack is crafted through the purifier (BPDA: Athalye et al. 2018; EOT over the purifier's noise;
+    or full gradients through the reverse chain with checkpointing) on the first ``max_images`` test
+    images, for each restorer variant; then the defended system is run ``draws`` times with fresh seeds,
+    on these adversarial inputs and, for comparison, on the non-adaptive PGD set at the same budget.
+    """
+
+    enabled: bool = True
+    attacks: tuple[AdaptiveSpec, ...] = (AdaptiveSpec(name="bpda_eot"),
+                                         AdaptiveSpec(name="full", gradient="full", eot_samples=1, steps=5))
+    budgets: tuple[int, ...] = (8,)
+    max_images: int = 8
+    draws: int = 4
+    batch_size: int = 8
+
+    def validate(self, where: str) -> None:
+        _positive(self, where, "max_images", "draws", "batch_size")
+        if any(b <= 0 for b in self.budgets) or not self.budgets:
+            raise ConfigError(f"{where}.budgets must be positive numbers of 1/256 steps, got {list(self.budgets)}")
+        names = [a.name for a in self.attacks]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"{where}.attacks lists a name twice: {names}")
+        for i, spec in enumerate(self.attacks):
+            spec.validate(f"{where}.attacks[{i}]")
+
+
+@dataclass(frozen=True)
 class EvaluateConfig:
     """Per-image metrics under the SYNTH convention (DESIGN.md section 4)."""
 
@@ -353,6 +398,7 @@ class Params:
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     attack: AttackConfig = field(default_factory=AttackConfig)
     purify: PurifyConfig = field(default_factory=PurifyConfig)
+    adaptive: AdaptiveConfig = field(default_factory=AdaptiveConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
 

@@ -15,6 +15,7 @@ from udcshield.config import Params, to_dict
 from udcshield.evaluation.figures import mask_panel, psf_panel, save_png
 from udcshield.evaluation.records import read_records_csv
 from udcshield.evaluation.tables import markdown_table
+from udcshield.pipeline import adaptive
 from udcshield.pipeline.attack import array_name, conditions, restorers
 from udcshield.pipeline.evaluate import DEFENSES, TRANSFER, means, model_label
 from udcshield.pipeline.layout import Layout
@@ -61,6 +62,43 @@ def masking_checks(params: Params, summary: dict[str, Any], model: str) -> list[
                      FAIL if gap > 0.05 else PASS, f"PGD {undefended[f'pgd_{budget}']['psnr']:.2f} vs "
                      f"{name} {values['psnr']:.2f} dB"))
     return rows
+
+
+def adaptive_lines(params: Params, layout: Layout) -> list[str]:
+    """The defense grid: {undefended, purified, purified + fine-tuned} x {non-adaptive, adaptive}, PSNR dB."""
+    path = adaptive.root(layout) / "metrics.json"
+    if not params.adaptive.enabled or not path.exists():
+        return ["## Adaptive attacks", "", "Not run (adaptive.enabled is false).", ""]
+    summary = json.loads(path.read_text())
+    n, draws = params.adaptive.max_images, params.adaptive.draws
+    lines = ["## Defense against adaptive attacks (PSNR dB)", "",
+             f"First {n} test images (all, if fewer). Purified numbers are over {draws} stochastic draws of the purifier: "
+             "mean / worst draw / PSNR of the averaged output (seeds in `data/adaptive/records.csv`). "
+             "*non-adaptive*: PGD crafted on the bare restorer, then purified; *adaptive*: PGD through the "
+             "purifier (" + "; ".join(f"{a.name}: {a.gradient} gradients, EOT {a.eot_samples}, {a.steps} steps"
+                                       for a in params.adaptive.attacks) + ").", "",
+             "| restorer | defense | budget | clean | non-adaptive PGD | " +
+             " | ".join(f"adaptive {a.name}" for a in params.adaptive.attacks) + " |",
+             "|---|---|---|---|---|" + "---|" * len(params.adaptive.attacks)]
+    for source in restorers(params):
+        m = model_label(source)
+        defense = "purified + fine-tuned" if source.endswith("/finetuned") else "purified"
+        for budget in params.adaptive.budgets:
+            def cell(defense_key: str, cond: str) -> str:
+                v = summary.get(m, {}).get(defense_key, {}).get(cond)
+                if v is None:
+                    return "-"
+                if defense_key == "none":
+                    return f"{v['psnr']:.2f}"
+                return f"{v['psnr_mean_draws']:.2f} / {v['psnr_worst_draw']:.2f} / {v['psnr_avg_output']:.2f}"
+            adaptive_cells = [cell("purified", f"{a.name}_{budget}") for a in params.adaptive.attacks]
+            lines.append(f"| {m} | undefended | {budget}/256 | {cell('none', 'clean_0')} | {cell('none', f'pgd_{budget}')}"
+                         f" | " + " | ".join(cell("none", f"{a.name}_{budget}") for a in params.adaptive.attacks) + " |")
+            lines.append(f"| {m} | {defense} | {budget}/256 | {cell('purified', 'clean_0')} | "
+                         f"{cell('purified', f'pgd_{budget}')} | " + " | ".join(adaptive_cells) + " |")
+    lines += ["", "The undefended row feeds the same adversarial inputs to the bare restorer (for the adaptive "
+              "columns: inputs crafted through the purifier, without it).", ""]
+    return lines
 
 
 def transfer_lines(params: Params, summary: dict[str, Any]) -> list[str]:
@@ -110,6 +148,7 @@ def render(params: Params, layout: Layout) -> str:
                  for d in DEFENSES}
         lines.append(f"| {m} | {summary[m]['none']['clean']['psnr']:.2f} | {summary[m]['purified']['clean']['psnr']:.2f}"
                      f" | {worst['none']:.2f} | {worst['purified']:.2f} |")
+    lines += [""] + adaptive_lines(params, layout)
     lines += [""] + transfer_lines(params, summary)
     lines += ["## Sanity checks", "", "| check | status | detail |", "|---|---|---|"]
     lines += [f"| {c} | {s} | {d} |" for c, s, d in sanity_checks(params, summary, attack_attrs)]

@@ -1,0 +1,185 @@
+"""Stage ``adaptive``: attacks that see the purifier, and the stochastic defense evaluated over draws.
+
+The study (Song et al., arXiv 2402.13629) measured its defense with attacks crafted on the bare restorer.
+Here PGD is run through the defended system (purify -> restore as one module): BPDA (Athalye et al.,
+ICML 2018: purification treated as identity in the backward pass) with EOT over the purifier's noise,
+and full gradients through the reverse chain with gradient checkpointing. Then every input set is
+passed through the defended system ``draws`` times with fresh seeds: per image we record each draw,
+the mean over draws, the worst draw and the PSNR of the averaged output.
+
+Outputs (``data/adaptive``): ``adversarial.zarr`` (``<model>/<variant>/<attack>/<budget>``, (N, 3, H, W)
+float32 in [0, 1], N = max_images), ``records.csv`` (``draw``/``seed`` columns for per-draw rows) and
+``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from udcshield.attacks.base import project_linf
+from udcshield.config import AdaptiveSpec, Params, to_dict
+from udcshield.defenses.adaptive import AdaptivePGD
+from udcshield.defenses.defended import DefendedRestorer
+from udcshield.defenses.purifier import DiffusionPurifier, load_purifier
+from udcshield.evaluation.metrics import psnr
+from udcshield.evaluation.records import write_records_csv
+from udcshield.pipeline.attack import array_name, load_restorer, restorers
+from udcshield.pipeline.common import batches, load_pairs, to_numpy_images, write_json
+from udcshield.pipeline.evaluate import model_label
+from udcshield.pipeline.layout import Layout
+from udcshield.seeding import derive_seed
+from udcshield.store.provenance import make_provenance
+from udcshield.store.zarr_io import read_images, write_store
+
+Progress = Callable[[dict], None] | None
+AGGREGATES = ("psnr_mean_draws", "psnr_worst_draw", "psnr_avg_output")
+
+
+def root(layout: Layout) -> Path:
+    """Folder of the stage's outputs."""
+    return layout.root / "adaptive"
+
+
+def defended_system(params: Params, purifier: DiffusionPurifier, restorer: torch.nn.Module, gradient: str,
+                    checkpoint: bool = False) -> DefendedRestorer:
+    """The defended system purify -> restore with the purify stage's t* and steps."""
+    return DefendedRestorer(purifier, restorer, t_star=params.purify.t_star, num_steps=params.purify.num_steps,
+                            gradient=gradient, checkpoint=checkpoint).eval()
+
+
+def conditions(params: Params) -> Iterator[tuple[str, AdaptiveSpec, int]]:
+    """Every (restorer, adaptive attack, budget) the stage crafts."""
+    for source in restorers(params):
+        for spec in params.adaptive.attacks:
+            for budget in params.adaptive.budgets:
+                yield source, spec, budget
+
+
+def craft(params: Params, purifier: DiffusionPurifier, restorer: torch.nn.Module, spec: AdaptiveSpec, budget: int,
+          inputs: torch.Tensor, targets: torch.Tensor, image_ids: list[str], source: str,
+          device: torch.device) -> tuple[np.ndarray, dict[str, Any]]:
+    """Adaptive PGD through the defended system. Returns (adv (N, 3, H, W) in [0, 1], cost attributes)."""
+    defended = defended_system(params, purifier, restorer, spec.gradient, spec.checkpoint).to(device)
+    atk = AdaptivePGD(defended, eps=budget / 256.0, steps=spec.steps, eot_samples=spec.eot_samples,
+                      objective=params.attack.objective, reference=params.attack.reference)
+    stage = f"adaptive/{array_name(source, spec.name, budget)}"
+    advs, cost = [], {"iterations": 0, "forward_backward": 0, "purifier_evals": 0}
+    start = time.perf_counter()
+    for s in batches(inputs.shape[0], params.adaptive.batch_size):
+        seeds = [derive_seed(params.seed, stage, i) for i in image_ids[s]]
+        adv = atk(inputs[s].to(device), targets[s].to(device), seeds=seeds).detach().float().cpu()
+        advs.append(project_linf(adv, inputs[s], budget / 256.0))
+        for key in cost:
+            cost[key] += int(atk.last_cost.get(key, 0))
+    cost["seconds"] = round(time.perf_counter() - start, 3)
+    adv = torch.cat(advs)
+    linf = float((adv - inputs).abs().max())
+    return to_numpy_images(adv), {"restorer": source, "attack": spec.name, "gradient": spec.gradient,
+                                  "eot_samples": spec.eot_samples, "steps": spec.steps, "budget": budget,
+                                  "eps": budget / 256.0, "linf_max": linf, "cost": cost, "seed_stage": stage}
+
+
+@torch.no_grad()
+def draw_records(params: Params, defended: DefendedRestorer, inputs: torch.Tensor, targets: torch.Tensor,
+                 image_ids: list[str], source: str, attack: str, budget: int,
+                 device: torch.device) -> list[dict[str, Any]]:
+    """Run the defended system ``draws`` times; per-draw PSNR rows plus the three aggregates per image."""
+    draws = params.adaptive.draws
+    outputs = torch.zeros((draws, *inputs.shape))
+    records = []
+    base = {"model": model_label(source), "defense": "purified", "attack": attack, "budget": budget}
+    for k in range(draws):
+        seeds = [derive_seed(params.seed, f"adaptive/eval/draw{k}", i) for i in image_ids]
+        for s in batches(inputs.shape[0], params.adaptive.batch_size):
+            defended.set_seeds(seeds[s])
+            outputs[k, s] = defended(inputs[s].to(device)).float().cpu()
+        values = psnr(outputs[k], targets)
+        records += [{**base, "image_id": i, "metric": "psnr", "value": float(v), "draw": k, "seed": seed}
+                    for i, v, seed in zip(image_ids, values.tolist(), seeds)]
+    per_draw = torch.stack([torch.as_tensor(psnr(outputs[k], targets)) for k in range(draws)])
+    aggregates = {"psnr_mean_draws": per_draw.mean(0), "psnr_worst_draw": per_draw.min(0).values,
+                  "psnr_avg_output": torch.as_tensor(psnr(outputs.mean(0), targets))}
+    for metric, values in aggregates.items():
+        records += [{**base, "image_id": i, "metric": metric, "value": float(v)}
+                    for i, v in zip(image_ids, values.tolist())]
+    return records
+
+
+@torch.no_grad()
+def undefended_records(restorer: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor, image_ids: list[str],
+                       source: str, attack: str, budget: int, device: torch.device) -> list[dict[str, Any]]:
+    """PSNR of the bare restorer on ``inputs`` (the undefended row of the grid, same images)."""
+    out = restorer.to(device).eval()(inputs.to(device)).float().cpu()
+    return [{"image_id": i, "model": model_label(source), "defense": "none", "attack": attack, "budget": budget,
+             "metric": "psnr", "value": float(v)} for i, v in zip(image_ids, psnr(out, targets).tolist())]
+
+
+def evaluation_sets(params: Params, layout: Layout, source: str, n: int,
+                    adversarial: dict[str, np.ndarray]) -> Iterator[tuple[str, int, torch.Tensor]]:
+    """(attack label, budget, inputs) evaluated for ``source``: clean, non-adaptive PGD, each adaptive set."""
+    yield "clean", 0, load_pairs(layout.test_store)[0][:n]
+    has_pgd = {b for s in params.attack.attacks if s.name == "pgd" for b in s.budgets}
+    for budget in params.adaptive.budgets:
+        if budget in has_pgd:
+            yield "pgd", budget, torch.from_numpy(read_images(layout.adversarial, array_name(source, "pgd", budget))[:n])
+        for spec in params.adaptive.attacks:
+            yield spec.name, budget, torch.from_numpy(adversarial[array_name(source, spec.name, budget)])
+
+
+def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """model -> defense -> ``<attack>_<budget>`` -> metric -> mean."""
+    acc: dict[tuple, list[float]] = defaultdict(list)
+    for r in records:
+        acc[(r["model"], r["defense"], f"{r['attack']}_{r['budget']}", r["metric"])].append(r["value"])
+    out: dict[str, Any] = {}
+    for (model, defense, cond, metric), vals in sorted(acc.items()):
+        out.setdefault(model, {}).setdefault(defense, {}).setdefault(cond, {})[metric] = round(float(np.mean(vals)), 4)
+    return out
+
+
+def run(params: Params, layout: Layout, device: torch.device, progress: Progress = None) -> dict[str, Any]:
+    """Whole stage: craft adaptive sets, evaluate every set over draws, write store, records and metrics."""
+    n = params.adaptive.max_images
+    inputs, targets, ids = load_pairs(layout.test_store)
+    inputs, targets, ids = inputs[:n], targets[:n], ids[:n]
+    purifier = load_purifier(layout.purifier)
+    adversarial, attrs, records = {}, {}, []
+    if params.adaptive.enabled:
+        for source, spec, budget in conditions(params):
+            name = array_name(source, spec.name, budget)
+            adversarial[name], attrs[name] = craft(params, purifier, load_restorer(layout, source), spec, budget,
+                                                   inputs, targets, ids, source, device)
+            if progress:
+                progress({"set": name, **attrs[name]["cost"]})
+        for source in restorers(params):
+            restorer = load_restorer(layout, source)
+            defended = defended_system(params, purifier, restorer, "none").to(device)
+            for attack, budget, x in evaluation_sets(params, layout, source, n, adversarial):
+                records += undefended_records(restorer, x, targets, ids, source, attack, budget, device)
+                records += draw_records(params, defended, x, targets, ids, source, attack, budget, device)
+    return write_outputs(params, layout, adversarial, attrs, records, device)
+
+
+def write_outputs(params: Params, layout: Layout, adversarial: dict[str, np.ndarray], attrs: dict[str, dict],
+                  records: list[dict[str, Any]], device: torch.device) -> dict[str, Any]:
+    """Write adversarial.zarr, records.csv and metrics.json under ``data/adaptive``."""
+    prov = make_provenance("adaptive", {"adaptive": to_dict(params.adaptive), "purify": to_dict(params.purify)},
+                           inputs={"test": layout.test_store, "purifier": layout.purifier,
+                                   "adversarial (non-adaptive)": layout.adversarial},
+                           seeds={"seed": params.seed, "attack": "derive_seed(seed, 'adaptive/<set>', image_id)",
+                                  "draws": "derive_seed(seed, 'adaptive/eval/draw<k>', image_id)"},
+                           device=str(device), extra={"sets": sorted(adversarial)})
+    with write_store(root(layout) / "adversarial.zarr", prov) as w:
+        for name, adv in adversarial.items():
+            w.add_images(name, adv, attrs=attrs[name])
+    write_records_csv(records, root(layout) / "records.csv")
+    summary = summarise(records)
+    write_json(summary, root(layout) / "metrics.json")
+    return summary
