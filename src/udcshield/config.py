@@ -36,6 +36,7 @@ class OpticsConfig:
     focal_length_mm: float = 4.67
     f_number: float = 2.0
     wavelengths_nm: tuple[float, ...] = (610.0, 530.0, 470.0)
+    spectral_response_path: str | None = None
     sensor_pitch_um: float = 2.0
     support_px: int = 41
     oversample: int = 4
@@ -161,14 +162,19 @@ class TrainConfig:
     lr: float = 1e-3
     lr_min: float = 1e-5
     loss: Literal["l2", "l1"] = "l2"
+    perceptual_weight: float = 0.0
+    vgg_weights_path: str | None = None
     flips: bool = True
     color_jitter: float = 0.05
 
     def validate(self, where: str) -> None:
         _positive(self, where, "iterations", "batch_size", "crop_size", "lr")
-        _non_negative(self, where, "lr_min", "color_jitter")
+        _non_negative(self, where, "lr_min", "color_jitter", "perceptual_weight")
         if self.lr_min > self.lr:
             raise ConfigError(f"{where}.lr_min ({self.lr_min}) must not exceed lr ({self.lr})")
+        if self.perceptual_weight > 0 and not self.vgg_weights_path:
+            raise ConfigError(f"{where}.perceptual_weight > 0 needs {where}.vgg_weights_path (a local VGG-19 "
+                              "safetensors file; no weights are downloaded)")
         if not self.models:
             raise ConfigError(f"{where}.models must list at least one restorer")
         names = [m.name for m in self.models]

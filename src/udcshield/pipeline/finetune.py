@@ -20,6 +20,7 @@ from udcshield.pipeline.common import load_pairs, write_rows_csv
 from udcshield.pipeline.layout import Layout
 from udcshield.seeding import torch_generator
 from udcshield.store.provenance import make_provenance
+from udcshield.training.perceptual import restoration_loss
 from udcshield.training.restorer import train_restorer
 
 Progress = Callable[[dict], None] | None
@@ -51,7 +52,9 @@ def fit_finetuned(params: Params, name: str, model: torch.nn.Module, inputs: tor
     cfg = params.finetune
     gen = torch_generator(params.seed, f"finetune/{name}/batches")
     return train_restorer(model, inputs, targets, iterations=cfg.iterations, batch_size=cfg.batch_size,
-                          crop_size=cfg.crop_size, lr=cfg.lr, lr_min=cfg.lr_min, loss=cfg.loss, flips=cfg.flips,
+                          crop_size=cfg.crop_size, lr=cfg.lr, lr_min=cfg.lr_min,
+                          loss=restoration_loss(cfg.loss, params.train.perceptual_weight,
+                                                params.train.vgg_weights_path), flips=cfg.flips,
                           color_jitter=cfg.color_jitter, generator=gen, device=device, log_every=50,
                           progress=progress)
 

@@ -136,10 +136,12 @@ def render(params: Params, layout: Layout) -> str:
              "Each attack is crafted on the bare restorer (gradients for white-box attacks, counted queries for "
              "black-box ones); the purified rows use the same adversarial inputs, purified afterwards "
              "(non-adaptive, the study's setting). **A defense number measured only non-adaptively is not a "
-             "robustness claim.**", "",
-             "## PSNR (dB)", "", markdown_table(records, metric="psnr"), ""]
-    if "ssim" in params.evaluate.metrics:
-        lines += ["## SSIM", "", markdown_table(records, metric="ssim"), ""]
+             "robustness claim.**", ""]
+    for spec in params.train.models:
+        own = [r for r in records if r["model"].split(":")[0] == spec.name]
+        lines += [f"## {spec.name}", "", "PSNR (dB)", "", markdown_table(own, metric="psnr"), ""]
+        if "ssim" in params.evaluate.metrics:
+            lines += ["SSIM", "", markdown_table(own, metric="ssim"), ""]
     lines += ["## Defense at a glance", "", "| model | clean PSNR, no defense | clean PSNR, purified | "
               "worst attacked PSNR, no defense | worst attacked PSNR, purified |", "|---|---|---|---|---|"]
     for source in restorers(params):

@@ -20,6 +20,7 @@ from udcshield.data.datasets import load_dataset, load_psf_bank
 from udcshield.data.simulate import SimulatedSplit, simulate_split
 from udcshield.physics.masks import display_mask, load_user_mask
 from udcshield.physics.psf import compute_psf, psf_bank
+from udcshield.physics.spectral import load_sensor_response, spectral_psf
 from udcshield.pipeline.layout import Layout
 from udcshield.seeding import numpy_rng
 from udcshield.store.provenance import make_provenance
@@ -38,10 +39,14 @@ def _user_mask(optics: OpticsConfig) -> np.ndarray | None:
 
 def make_psf_bank(optics: OpticsConfig, seed: int) -> np.ndarray:
     """PSF bank (K, 3, s, s) float64, each channel summing to 1; entry 0 is the centre PSF."""
-    psf = compute_psf(mask_kind=optics.mask, pitch_um=optics.pitch_um, open_ratio=optics.open_ratio,
-                      focal_length_mm=optics.focal_length_mm, f_number=optics.f_number,
-                      wavelengths_nm=tuple(optics.wavelengths_nm), sensor_pitch_um=optics.sensor_pitch_um,
-                      support_px=optics.support_px, oversample=optics.oversample, user_mask=_user_mask(optics))
+    common = dict(mask_kind=optics.mask, pitch_um=optics.pitch_um, open_ratio=optics.open_ratio,
+                  focal_length_mm=optics.focal_length_mm, f_number=optics.f_number,
+                  sensor_pitch_um=optics.sensor_pitch_um, support_px=optics.support_px,
+                  oversample=optics.oversample, user_mask=_user_mask(optics))
+    if optics.spectral_response_path:
+        psf = spectral_psf(*load_sensor_response(optics.spectral_response_path), **common)
+    else:
+        psf = compute_psf(wavelengths_nm=tuple(optics.wavelengths_nm), **common)
     return psf_bank(psf, optics.bank_size, numpy_rng(seed, f"{STAGE}/psf_bank"))
 
 

@@ -21,6 +21,7 @@ from udcshield.pipeline.layout import Layout
 from udcshield.seeding import torch_generator
 from udcshield.store.provenance import make_provenance
 from udcshield.training.diffusion import train_purifier
+from udcshield.training.perceptual import restoration_loss
 from udcshield.training.restorer import train_restorer
 
 Progress = Callable[[dict], None] | None
@@ -34,7 +35,8 @@ def fit_restorer(params: Params, name: str, inputs: torch.Tensor, targets: torch
                             **cfg.spec(name).kwargs)
     gen = torch_generator(params.seed, f"train/{name}/batches")
     history = train_restorer(model, inputs, targets, iterations=cfg.iterations, batch_size=cfg.batch_size,
-                             crop_size=cfg.crop_size, lr=cfg.lr, lr_min=cfg.lr_min, loss=cfg.loss,
+                             crop_size=cfg.crop_size, lr=cfg.lr, lr_min=cfg.lr_min,
+                             loss=restoration_loss(cfg.loss, cfg.perceptual_weight, cfg.vgg_weights_path),
                              flips=cfg.flips, color_jitter=cfg.color_jitter, generator=gen, device=device,
                              log_every=50, progress=progress)
     return model.cpu(), history
