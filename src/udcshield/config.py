@@ -312,14 +312,25 @@ class AttackConfig:
 
 @dataclass(frozen=True)
 class PurifyConfig:
-    """Purification of every evaluated input set: diffuse to t_star, reverse to 0 (Nie et al. 2022)."""
+    """Purification of every evaluated input set: diffuse to t_star, reverse to 0 (Nie et al. 2022).
+
+    ``sampler``: DDPM ancestral steps (Ho et al. 2020) or DDIM (Song, Meng & Ermon 2021; ``eta`` 0 =
+    deterministic reverse chain); ``guidance_scale`` > 0 guides each step toward the input (GDMP,
+    Wang et al. 2022).
+    """
 
     t_star: int = 50
     num_steps: int | None = 10
+    sampler: Literal["ddpm", "ddim"] = "ddpm"
+    eta: float = 0.0
+    guidance_scale: float = 0.0
     batch_size: int = 32
 
     def validate(self, where: str) -> None:
         _positive(self, where, "t_star", "batch_size")
+        _non_negative(self, where, "guidance_scale")
+        if not 0.0 <= self.eta <= 1.0:
+            raise ConfigError(f"{where}.eta must be in [0, 1], got {self.eta}")
         if self.num_steps is not None and not 0 < self.num_steps <= self.t_star:
             raise ConfigError(f"{where}.num_steps must be in [1, t_star] or null, got {self.num_steps}")
 

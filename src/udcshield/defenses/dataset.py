@@ -12,20 +12,23 @@ from collections.abc import Sequence
 
 import torch
 
+from udcshield.defenses.guidance import guided_purify
 from udcshield.defenses.purifier import DiffusionPurifier
 from udcshield.seeding import torch_generator
 
 
 @torch.no_grad()
 def purify_set(purifier: DiffusionPurifier, images: torch.Tensor, image_ids: Sequence[str], *, t_star: int,
-               num_steps: int | None, seed: int, stage: str, batch_size: int,
-               device: torch.device) -> torch.Tensor:
+               num_steps: int | None, seed: int, stage: str, batch_size: int, device: torch.device,
+               sampler: str = "ddpm", eta: float = 0.0, guidance_scale: float = 0.0) -> torch.Tensor:
     """Purify ``images`` (N, 3, H, W) float32 in [0, 1]; returns the same shape on CPU, in [0, 1].
 
     Args:
         image_ids: N ids, one per image; with ``seed`` and ``stage`` they fix each image's noise.
         t_star: diffusion depth (timestep index, 1 ... num_train_timesteps).
         num_steps: reverse steps (None: every step from t_star to 1).
+        sampler, eta, guidance_scale: DDPM or DDIM reverse chain, optionally GDMP-guided
+            (:func:`udcshield.defenses.guidance.guided_purify`; scale 0 is the plain sampler, bit for bit).
     """
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"images must be N x 3 x H x W, got {tuple(images.shape)}")
@@ -36,5 +39,6 @@ def purify_set(purifier: DiffusionPurifier, images: torch.Tensor, image_ids: Seq
     for start in range(0, images.shape[0], batch_size):
         chunk = images[start:start + batch_size].to(device)
         gens = [torch_generator(seed, stage, image_id, device=device) for image_id in image_ids[start:start + batch_size]]
-        out.append(purifier.purify(chunk, t_star=t_star, num_steps=num_steps, generator=gens).float().cpu())
+        out.append(guided_purify(purifier, chunk, t_star=t_star, num_steps=num_steps, generator=gens,
+                                 guidance_scale=guidance_scale, sampler=sampler, eta=eta).float().cpu())
     return torch.cat(out)

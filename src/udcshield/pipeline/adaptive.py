@@ -49,9 +49,11 @@ def root(layout: Layout) -> Path:
 
 def defended_system(params: Params, purifier: DiffusionPurifier, restorer: torch.nn.Module, gradient: str,
                     checkpoint: bool = False) -> DefendedRestorer:
-    """The defended system purify -> restore with the purify stage's t* and steps."""
-    return DefendedRestorer(purifier, restorer, t_star=params.purify.t_star, num_steps=params.purify.num_steps,
-                            gradient=gradient, checkpoint=checkpoint).eval()
+    """The defended system purify -> restore with the purify stage's settings (t*, steps, sampler, guidance)."""
+    cfg = params.purify
+    return DefendedRestorer(purifier, restorer, t_star=cfg.t_star, num_steps=cfg.num_steps, sampler=cfg.sampler,
+                            eta=cfg.eta, guidance_scale=cfg.guidance_scale, gradient=gradient,
+                            checkpoint=checkpoint).eval()
 
 
 def conditions(params: Params) -> Iterator[tuple[str, AdaptiveSpec, int]]:

@@ -40,7 +40,8 @@ def purify_one(params: Params, purifier: torch.nn.Module, name: str, images: tor
     """Purify one set; noise per image from derive_seed(seed, 'purify/<name>', image_id)."""
     cfg = params.purify
     return purify_set(purifier, images, image_ids, t_star=cfg.t_star, num_steps=cfg.num_steps, seed=params.seed,
-                      stage=f"purify/{name}", batch_size=cfg.batch_size, device=device)
+                      stage=f"purify/{name}", batch_size=cfg.batch_size, device=device, sampler=cfg.sampler,
+                      eta=cfg.eta, guidance_scale=cfg.guidance_scale)
 
 
 def run(params: Params, layout: Layout, device: torch.device, progress: Progress = None) -> dict[str, Any]:
