@@ -7,20 +7,12 @@ from torch import nn
 from udcshield.attacks import CW, create_attack, distortion
 from udcshield.attacks.cw import output_psnr
 
-
-def mid_images(n: int, seed: int, h: int = 12, w: int = 12) -> torch.Tensor:
-    return 0.25 + 0.5 * torch.rand(n, 3, h, w, generator=torch.Generator().manual_seed(seed))
-
-
-def small_net(seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Tanh(), nn.Conv2d(8, 3, 3, padding=1),
-                         nn.Sigmoid()).eval()
+from tests.tiny import mid_images, small_net
 
 
 def test_larger_c_gives_larger_distortion_and_norm():
     model = small_net()
-    x, t = mid_images(3, 1), mid_images(3, 2)
+    x, t = mid_images(3, 1, 12), mid_images(3, 2, 12)
     dists, l2s = [], []
     for c in (1e3, 1e4, 1e5):
         atk = CW(model, c=c, binary_search_steps=1, steps=30, tau_db=100.0)  # never "successful"
@@ -41,7 +33,7 @@ def test_binary_search_finds_smallest_successful_perturbation():
     # Identity restorer, ground truth offset by a = 0.02: the PSNR drops by tau dB exactly when the
     # perturbation moves every pixel away from the truth by s = a (10**(tau/20) - 1), so the smallest
     # successful L2 norm is s * sqrt(C H W).
-    x = mid_images(3, 3)
+    x = mid_images(3, 3, 12)
     t = x + 0.02
     atk = CW(nn.Identity(), steps=30, tau_db=3.0)
     adv = atk(x, t)
@@ -64,7 +56,7 @@ def test_binary_search_finds_smallest_successful_perturbation():
 def test_in_box_deterministic_and_model_untouched():
     model = small_net(1).train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    x, t = mid_images(2, 4), mid_images(2, 5)
+    x, t = mid_images(2, 4, 12), mid_images(2, 5, 12)
     x[0, 0, :3] = 0.0
     x[1, 1, :3] = 1.0
     atk = CW(model, binary_search_steps=2, steps=5)
@@ -81,7 +73,7 @@ def test_clean_output_reference_uses_cap_and_random_start():
     with pytest.warns(UserWarning, match="random_start"):
         atk = CW(nn.Identity(), reference="clean_output", c=1e4, steps=10, binary_search_steps=2,
                  tau_db=15.0)
-    x = mid_images(2, 6)
+    x = mid_images(2, 6, 12)
     adv = atk(x, seeds=[1, 2])
     assert bool(atk.last_success.all())
     assert bool((output_psnr(adv, x) <= 60.0 - 15.0).all())

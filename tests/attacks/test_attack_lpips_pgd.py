@@ -5,15 +5,7 @@ from torch import nn
 
 from udcshield.attacks import LPIPS, LPIPSPGD, create_attack, distortion
 
-
-def mid_images(n: int, seed: int, size: int = 32) -> torch.Tensor:
-    return 0.25 + 0.5 * torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
-
-
-def small_net(seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Tanh(), nn.Conv2d(8, 3, 3, padding=1),
-                         nn.Sigmoid()).eval()
+from tests.tiny import mid_images, small_net
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +17,7 @@ def test_increases_lpips_within_budget(metric):
     model = small_net().train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     lp_before = {k: v.clone() for k, v in metric.state_dict().items()}
-    x, t = mid_images(2, 1), mid_images(2, 2)
+    x, t = mid_images(2, 1, 32), mid_images(2, 2, 32)
     atk = LPIPSPGD(model, metric, eps=8 / 256, steps=5)
     adv = atk(x, t, seeds=[1, 2])
     assert float((adv - x).abs().max()) <= 8 / 256
@@ -43,7 +35,7 @@ def test_increases_lpips_within_budget(metric):
 
 def test_pixel_term_and_clean_output(metric):
     model = small_net(1)
-    x, t = mid_images(2, 3), mid_images(2, 4)
+    x, t = mid_images(2, 3, 32), mid_images(2, 4, 32)
     mixed = LPIPSPGD(model, metric, eps=4 / 256, steps=3, pixel_weight=1e4)(x, t, seeds=[5, 6])
     with torch.no_grad():
         assert bool((distortion(model(mixed), t) > distortion(model(x), t)).all())

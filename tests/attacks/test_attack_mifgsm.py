@@ -4,15 +4,7 @@ from torch import nn
 
 from udcshield.attacks import BIM, MIFGSM, create_attack, distortion
 
-
-def mid_images(n: int, seed: int, h: int = 8, w: int = 8) -> torch.Tensor:
-    return 0.25 + 0.5 * torch.rand(n, 3, h, w, generator=torch.Generator().manual_seed(seed))
-
-
-def small_net(seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Tanh(), nn.Conv2d(8, 3, 3, padding=1),
-                         nn.Sigmoid()).eval()
+from tests.tiny import mid_images, small_net
 
 
 @pytest.mark.parametrize("random_start", [False, True])

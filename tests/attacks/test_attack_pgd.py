@@ -4,10 +4,7 @@ from torch import nn
 
 from udcshield.attacks import PGD, distortion
 
-
-def mid_images(n: int, seed: int, h: int = 8, w: int = 8) -> torch.Tensor:
-    """Images in [0.25, 0.75], away from the [0, 1] boundary."""
-    return 0.25 + 0.5 * torch.rand(n, 3, h, w, generator=torch.Generator().manual_seed(seed))
+from tests.tiny import mid_images
 
 
 def small_net(seed: int = 0) -> nn.Module:

@@ -5,37 +5,14 @@ from torch import nn
 from udcshield.attacks import SimBA, create_attack, distortion
 from udcshield.attacks.simba import dct_basis_vector, dct_matrix, idct2, low_frequency_order
 
-
-def mid_images(n: int, seed: int, size: int = 16) -> torch.Tensor:
-    return 0.25 + 0.5 * torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
-
-
-def small_net(seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Tanh(), nn.Conv2d(8, 3, 3, padding=1),
-                         nn.Sigmoid()).eval()
-
-
-class NoGradCounter(nn.Module):
-    """Counts evaluated rows; raises if ever called with gradients enabled."""
-
-    def __init__(self, inner: nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
-        self.rows = 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.is_grad_enabled() or x.requires_grad:
-            raise AssertionError("black-box attack evaluated the model with gradients enabled")
-        self.rows += x.shape[0]
-        return self.inner(x)
+from tests.tiny import NoGradCounter, mid_images, small_net
 
 
 @pytest.mark.parametrize("basis,step", [("pixel", 4 / 256), ("dct", 0.2)])
 def test_increases_distortion_within_query_budget(basis, step):
     wrapped = NoGradCounter(small_net())
     before = {k: v.clone() for k, v in wrapped.state_dict().items()}
-    x, t = mid_images(3, 1), mid_images(3, 2)
+    x, t = mid_images(3, 1, 16), mid_images(3, 2, 16)
     atk = SimBA(wrapped, step=step, max_queries=200, basis=basis)
     adv = atk(x, t, seeds=[1, 2, 3])
     with torch.no_grad():
@@ -52,7 +29,7 @@ def test_increases_distortion_within_query_budget(basis, step):
 
 def test_single_image_exact_budget_and_clean_output_charge():
     wrapped = NoGradCounter(small_net(1))
-    x = mid_images(1, 3)
+    x = mid_images(1, 3, 16)
     atk = SimBA(wrapped, max_queries=50, reference="clean_output")
     adv = atk(x, seeds=[4])
     assert wrapped.rows == 50 and int(atk.last_queries[0]) == 50  # the reference output counts
@@ -61,7 +38,7 @@ def test_single_image_exact_budget_and_clean_output_charge():
 
 def test_pixel_steps_and_eps_projection():
     model = small_net(2)
-    x, t = mid_images(2, 4), mid_images(2, 5)
+    x, t = mid_images(2, 4, 16), mid_images(2, 5, 16)
     adv = SimBA(model, step=4 / 256, max_queries=300)(x, t)
     diff = (adv - x).abs()
     assert float(diff.max()) <= 4 / 256 + 1e-7  # each pixel is tried once: one step at most
@@ -72,7 +49,7 @@ def test_pixel_steps_and_eps_projection():
 
 def test_max_iters_and_determinism():
     model = small_net(3)
-    x, t = mid_images(2, 6), mid_images(2, 7)
+    x, t = mid_images(2, 6, 16), mid_images(2, 7, 16)
     atk = SimBA(model, max_iters=10, max_queries=1000)
     a = atk(x, t, seeds=[1, 2])
     assert atk.last_cost["iterations"] == 10 and bool((atk.last_queries <= 21).all())

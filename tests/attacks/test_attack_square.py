@@ -5,28 +5,7 @@ from torch import nn
 from udcshield.attacks import Square, create_attack, distortion
 from udcshield.attacks.square import p_schedule
 
-
-def mid_images(n: int, seed: int, size: int = 16) -> torch.Tensor:
-    return 0.25 + 0.5 * torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
-
-
-def small_net(seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Tanh(), nn.Conv2d(8, 3, 3, padding=1),
-                         nn.Sigmoid()).eval()
-
-
-class NoGradCounter(nn.Module):
-    def __init__(self, inner: nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
-        self.rows = 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.is_grad_enabled() or x.requires_grad:
-            raise AssertionError("black-box attack evaluated the model with gradients enabled")
-        self.rows += x.shape[0]
-        return self.inner(x)
+from tests.tiny import NoGradCounter, mid_images, small_net
 
 
 def test_p_schedule_halvings():
@@ -42,7 +21,7 @@ def test_p_schedule_halvings():
 
 def test_increases_distortion_within_budgets():
     wrapped = NoGradCounter(small_net())
-    x, t = mid_images(3, 1), mid_images(3, 2)
+    x, t = mid_images(3, 1, 16), mid_images(3, 2, 16)
     x[0, :, :2] = 1.0
     atk = Square(wrapped, eps=8 / 256, max_queries=150)
     adv = atk(x, t, seeds=[1, 2, 3])
@@ -58,7 +37,7 @@ def test_increases_distortion_within_budgets():
 def test_clean_output_charge_determinism_and_modes():
     model = small_net(1).train()
     wrapped = NoGradCounter(model)
-    x = mid_images(2, 3)
+    x = mid_images(2, 3, 16)
     atk = Square(wrapped, eps=4 / 256, max_queries=40, reference="clean_output")
     a = atk(x, seeds=[1, 2])
     assert atk.last_queries.tolist() == [40, 40] and wrapped.rows == 80

@@ -1,14 +1,9 @@
 import pytest
 import torch
-from torch import nn
 
 from udcshield.attacks import OBJECTIVES, PGD, SimBA, distortion
 
-
-def small_net(seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Tanh(), nn.Conv2d(8, 3, 3, padding=1),
-                         nn.Sigmoid()).eval()
+from tests.tiny import small_net
 
 
 def test_targeted_kinds_are_negated_distances():

@@ -4,20 +4,12 @@ from torch import nn
 
 from udcshield.attacks import PGD, EnsembleModel, create_attack, distortion, transfer_attack
 
-
-def mid_images(n: int, seed: int, size: int = 12) -> torch.Tensor:
-    return 0.25 + 0.5 * torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
-
-
-def small_net(seed: int) -> nn.Module:
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Tanh(), nn.Conv2d(8, 3, 3, padding=1),
-                         nn.Sigmoid()).eval()
+from tests.tiny import mid_images, small_net
 
 
 def test_ensemble_averages_outputs():
     models = [small_net(0), small_net(1), nn.Identity()]
-    x = mid_images(2, 1)
+    x = mid_images(2, 1, 12)
     with torch.no_grad():
         expected = (models[0](x) + models[1](x) + x) / 3
         torch.testing.assert_close(EnsembleModel(models)(x), expected)
@@ -33,7 +25,7 @@ def test_transfer_equals_attack_on_ensemble_and_keeps_surrogates():
     surrogates = [small_net(0), small_net(1)]
     surrogates[1].train()
     before = [{k: v.clone() for k, v in m.state_dict().items()} for m in surrogates]
-    x, t = mid_images(3, 2), mid_images(3, 3)
+    x, t = mid_images(3, 2, 12), mid_images(3, 3, 12)
     kwargs = {"eps": 4 / 256, "steps": 4}
     adv = transfer_attack(surrogates, "pgd", kwargs, x, t, seeds=[1, 2, 3])
     direct = create_attack("pgd", EnsembleModel(surrogates), **kwargs)(x, t, seeds=[1, 2, 3])
@@ -50,14 +42,14 @@ def test_transfer_equals_attack_on_ensemble_and_keeps_surrogates():
 def test_transfers_to_a_held_out_target():
     surrogates = [small_net(0), small_net(1), small_net(2)]
     target = nn.Sequential(*[m for m in small_net(0)])  # same weights as surrogate 0: must transfer
-    x, t = mid_images(4, 4), mid_images(4, 5)
+    x, t = mid_images(4, 4, 12), mid_images(4, 5, 12)
     adv = transfer_attack(surrogates, "mifgsm", {"eps": 8 / 256, "steps": 5}, x, t)
     with torch.no_grad():
         assert float(distortion(target(adv), t).mean()) > float(distortion(target(x), t).mean())
 
 
 def test_bad_arguments():
-    x = mid_images(1, 6)
+    x = mid_images(1, 6, 12)
     with pytest.raises(ValueError, match="unknown attack"):
         transfer_attack([nn.Identity()], "nope", {}, x, x)
     with pytest.raises(ValueError, match="model"):

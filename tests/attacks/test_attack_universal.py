@@ -5,15 +5,11 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from udcshield.attacks import apply_universal, distortion, universal_perturbation
 
+from tests.tiny import small_net
+
 
 def images(n: int, seed: int, size: int = 16) -> torch.Tensor:
     return 0.2 + 0.6 * torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
-
-
-def small_net(seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Tanh(), nn.Conv2d(8, 3, 3, padding=1),
-                         nn.Sigmoid()).eval()
 
 
 def mean_distortion(model: nn.Module, x: torch.Tensor, t: torch.Tensor, delta: torch.Tensor) -> float:

@@ -4,45 +4,18 @@ import copy
 
 import pytest
 import torch
-from torch import nn
 
 from udcshield.attacks import PGD, distortion
-from udcshield.defenses import AdaptivePGD, DefendedRestorer, DiffusionPurifier
-from udcshield.seeding import seeded_init
+from udcshield.defenses import AdaptivePGD, DefendedRestorer
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def gen(seed=0):
-    return torch.Generator().manual_seed(seed)
-
-
-def images(b=2, h=16, w=16, seed=0):
-    return torch.rand(b, 3, h, w, generator=gen(seed))
-
-
-class TinyRestorer(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        with seeded_init(0, "test/tiny-restorer"):
-            self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
-            self.conv2 = nn.Conv2d(8, 3, 3, padding=1)
-            self.drop = nn.Dropout(0.0)
-
-    def forward(self, x):
-        return x + 0.1 * self.conv2(self.drop(torch.tanh(self.conv1(x))))
+from tests import tiny
+from tests.tiny import TinyRestorer, images
 
 
 def defended(**kwargs) -> DefendedRestorer:
-    purifier = DiffusionPurifier(block_out_channels=(8, 16), num_train_timesteps=100, generator=gen(0))
+    """The tiny defended restorer at t* = 4; its restorer has a (p = 0) dropout, so train/eval mode shows."""
     kwargs.setdefault("t_star", 4)
-    return DefendedRestorer(purifier, TinyRestorer(), **kwargs).eval()
+    return tiny.defended(TinyRestorer(dropout=0.0), **kwargs)
 
 
 @pytest.mark.parametrize("gradient", ["full", "bpda"])
@@ -115,7 +88,7 @@ def test_rejects_non_adaptive_setups():
     with pytest.raises(ValueError, match="gradient='none'"):
         AdaptivePGD(defended(gradient="none"), eps=1 / 256)
     with pytest.raises(ValueError, match="DefendedRestorer"):
-        AdaptivePGD(TinyRestorer(), eps=1 / 256)
+        AdaptivePGD(TinyRestorer(dropout=0.0), eps=1 / 256)
     with pytest.raises(ValueError, match="eot_samples"):
         AdaptivePGD(defended(), eps=1 / 256, eot_samples=0)
     model = defended()

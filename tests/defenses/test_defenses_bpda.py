@@ -6,14 +6,6 @@ import torch
 from udcshield.defenses import BlockedGradientError, bpda, gradient_blocked
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def transform(x):
     return (x * 0.5 + 0.25).clamp(0, 1) ** 2
 

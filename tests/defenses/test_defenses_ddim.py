@@ -5,27 +5,9 @@ import math
 import pytest
 import torch
 
-from udcshield.defenses import DiffusionPurifier, ddim_step, purify_ddim
+from udcshield.defenses import ddim_step, purify_ddim
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def gen(seed=0):
-    return torch.Generator().manual_seed(seed)
-
-
-def images(b=2, h=16, w=16, seed=0):
-    return torch.rand(b, 3, h, w, generator=gen(seed))
-
-
-def tiny() -> DiffusionPurifier:
-    return DiffusionPurifier(block_out_channels=(8, 16), num_train_timesteps=100, generator=gen(0)).eval()
+from tests.tiny import gen, images, tiny_purifier as tiny
 
 
 @pytest.mark.parametrize("size", [(16, 16), (13, 7)])

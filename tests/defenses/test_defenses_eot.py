@@ -2,44 +2,11 @@
 
 import pytest
 import torch
-from torch import nn
 
 from udcshield.attacks import distortion
-from udcshield.defenses import DefendedRestorer, DiffusionPurifier, eot_loss_grad
-from udcshield.seeding import seeded_init
+from udcshield.defenses import eot_loss_grad
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def gen(seed=0):
-    return torch.Generator().manual_seed(seed)
-
-
-def images(b=2, h=16, w=16, seed=0):
-    return torch.rand(b, 3, h, w, generator=gen(seed))
-
-
-class TinyRestorer(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        with seeded_init(0, "test/tiny-restorer"):
-            self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
-            self.conv2 = nn.Conv2d(8, 3, 3, padding=1)
-
-    def forward(self, x):
-        return x + 0.1 * self.conv2(torch.tanh(self.conv1(x)))
-
-
-def defended(**kwargs) -> DefendedRestorer:
-    purifier = DiffusionPurifier(block_out_channels=(8, 16), num_train_timesteps=100, generator=gen(0))
-    kwargs.setdefault("t_star", 5)
-    return DefendedRestorer(purifier, TinyRestorer(), **kwargs).eval()
+from tests.tiny import defended, images
 
 
 def test_one_sample_is_the_plain_gradient():

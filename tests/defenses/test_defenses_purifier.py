@@ -7,26 +7,7 @@ import torch
 
 from udcshield.defenses import DiffusionPurifier, strided_timesteps
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread is as fast and avoids thrashing on a shared, busy CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def tiny(**kwargs) -> DiffusionPurifier:
-    return DiffusionPurifier(block_out_channels=(8, 16), num_train_timesteps=100, generator=gen(0), **kwargs).eval()
-
-
-def images(b=2, h=16, w=16, seed=0):
-    return torch.rand(b, 3, h, w, generator=torch.Generator().manual_seed(seed))
-
-
-def gen(seed=0):
-    return torch.Generator().manual_seed(seed)
+from tests.tiny import gen, images, tiny_purifier as tiny
 
 
 @pytest.mark.parametrize("size", [(16, 16), (13, 7)])

@@ -9,15 +9,6 @@ from udcshield.defenses import DiffusionPurifier, load_purifier, save_purifier
 from udcshield.models import create_restorer, save_checkpoint
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread is as fast and avoids thrashing on a shared, busy CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def perturbed(**kwargs):
     p = DiffusionPurifier(block_out_channels=(8, 16), num_train_timesteps=50,
                           generator=torch.Generator().manual_seed(0), **kwargs)

@@ -19,15 +19,6 @@ MODULES = {"discnet": "discnet", "uformer": "uformer", "udcunet": "udcunet", "bn
            "dwformer": "dwformer", "dagf": "dagf", "srudc": "srudc"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread is as fast and avoids thrashing on a shared, busy CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _size(name):
     return "tiny" if "tiny" in available_sizes(name) else None
 

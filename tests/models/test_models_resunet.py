@@ -6,15 +6,6 @@ import torch
 from udcshield.models import create_restorer
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread is as fast and avoids thrashing on a shared, busy CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("name", ["resunet", "resunet_tiny"])
 @pytest.mark.parametrize("size", [(37, 29), (64, 64), (5, 3), (1, 1)])
 def test_any_size_keeps_shape(name, size):

@@ -13,14 +13,6 @@ from udcshield.models.sizes import SIZE_PRESETS
 SEVEN = ["discnet", "uformer", "udcunet", "bnudc", "dwformer", "dagf", "srudc"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_every_study_model_has_presets_and_published_count():
     assert set(PAPER_PARAMS) == set(SEVEN)
     for name in SEVEN:

@@ -5,9 +5,7 @@ import torch
 
 from udcshield.training import random_crop_flip_jitter
 
-
-def gen(seed=0):
-    return torch.Generator().manual_seed(seed)
+from tests.tiny import gen
 
 
 def test_same_transform_for_input_and_target():

@@ -9,18 +9,7 @@ import torch.nn.functional as F
 from udcshield.defenses import DiffusionPurifier
 from udcshield.training import train_purifier
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread is as fast and avoids thrashing on a shared, busy CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def gen(seed=0):
-    return torch.Generator().manual_seed(seed)
+from tests.tiny import gen
 
 
 def smooth_images(n, size, seed):

@@ -8,18 +8,7 @@ import torch
 from udcshield.models import create_restorer
 from udcshield.training import cosine_lr, train_restorer
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread is as fast and avoids thrashing on a shared, busy CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def gen(seed=0):
-    return torch.Generator().manual_seed(seed)
+from tests.tiny import gen
 
 
 def data(n=8, size=16, seed=0):

@@ -244,6 +244,25 @@ class ImageAttack(Attack):
         """Elementwise bounds of the feasible set: max(x - eps, 0) and min(x + eps, 1)."""
         return (x - self.eps).clamp(min=0.0), (x + self.eps).clamp(max=1.0)
 
+    def _start(self, x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, seeds: list[int] | None = None,
+               gens: list[torch.Generator] | None = None) -> torch.Tensor:
+        """First iterate of an L-infinity attack with a ``random_start`` flag: a copy of ``x``, or with a
+        random start x + U(-eps, eps) clipped to [lo, hi], the noise drawn from ``gens`` (else from fresh
+        generators for ``seeds``)."""
+        if not self.random_start:
+            return x.clone()
+        noise = self._uniform_noise(self._generators(seeds) if gens is None else gens, x)
+        return torch.minimum(torch.maximum(x + noise, lo), hi)
+
+    def _sign_steps(self, adv: torch.Tensor, ref: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+        """``self.steps`` ascent steps adv <- clip_[lo, hi](adv + alpha * sign(grad)) on :meth:`_loss_grad`
+        (BIM, Kurakin et al. 2017; PGD, Madry et al. 2018); adds the steps to the iteration count."""
+        for _ in range(self.steps):
+            grad, _ = self._loss_grad(adv, ref)
+            adv = torch.minimum(torch.maximum(adv + self.alpha * grad.sign(), lo), hi)
+        self._cost["iterations"] += self.steps
+        return adv
+
     def _predict(self, x: torch.Tensor) -> torch.Tensor:
         out = self.get_logits(x)
         if not isinstance(out, torch.Tensor):

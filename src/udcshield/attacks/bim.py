@@ -67,14 +67,7 @@ class BIM(ImageAttack):
 
     def _attack(self, x: torch.Tensor, ref: torch.Tensor, seeds: list[int]) -> torch.Tensor:
         lo, hi = self._box(x)
-        adv = x.clone()
-        if self.random_start:
-            adv = torch.minimum(torch.maximum(x + self._uniform_noise(self._generators(seeds), x), lo), hi)
-        for _ in range(self.steps):
-            grad, _ = self._loss_grad(adv, ref)
-            adv = torch.minimum(torch.maximum(adv + self.alpha * grad.sign(), lo), hi)
-        self._cost["iterations"] = self.steps
-        return adv
+        return self._sign_steps(self._start(x, lo, hi, seeds), ref, lo, hi)
 
 
 def _forced_random_start(name: str, reference: str, random_start: bool) -> bool:

@@ -75,17 +75,16 @@ class LPIPSPGD(ImageAttack):
             value = value + self.pixel_weight * distortion(out, ref, self.objective)
         return value
 
+    def _loss_grad(self, adv: torch.Tensor, ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gradient of the summed per-image LPIPS objective w.r.t. ``adv`` and the objective (B,)."""
+        with torch.enable_grad():
+            a = adv.detach().requires_grad_(True)
+            value = self._objective(self._predict(a), ref)
+            (grad,) = torch.autograd.grad(value.sum(), a)
+        self._cost["forward_backward"] += 1
+        return grad, value.detach()
+
     def _attack(self, x: torch.Tensor, ref: torch.Tensor, seeds: list[int]) -> torch.Tensor:
         self.lpips.to(device=x.device, dtype=x.dtype)
         lo, hi = self._box(x)
-        adv = x.clone()
-        if self.random_start:
-            adv = torch.minimum(torch.maximum(x + self._uniform_noise(self._generators(seeds), x), lo), hi)
-        for _ in range(self.steps):
-            with torch.enable_grad():
-                a = adv.detach().requires_grad_(True)
-                (grad,) = torch.autograd.grad(self._objective(self._predict(a), ref).sum(), a)
-            self._cost["forward_backward"] += 1
-            adv = torch.minimum(torch.maximum(adv + self.alpha * grad.sign(), lo), hi)
-        self._cost["iterations"] = self.steps
-        return adv
+        return self._sign_steps(self._start(x, lo, hi, seeds), ref, lo, hi)

@@ -55,9 +55,7 @@ class MIFGSM(ImageAttack):
 
     def _attack(self, x: torch.Tensor, ref: torch.Tensor, seeds: list[int]) -> torch.Tensor:
         lo, hi = self._box(x)
-        adv = x.clone()
-        if self.random_start:
-            adv = torch.minimum(torch.maximum(x + self._uniform_noise(self._generators(seeds), x), lo), hi)
+        adv = self._start(x, lo, hi, seeds)
         momentum = torch.zeros_like(x)
         view = (-1,) + (1,) * (x.ndim - 1)
         for _ in range(self.steps):

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from udcshield.attacks.base import check_int
+from udcshield.attacks.base import ImageAttack, check_int
 
 
 class QueryBudgetExceeded(RuntimeError):
@@ -102,3 +102,30 @@ class QueryOracle:
         if not isinstance(out, torch.Tensor) or out.shape[0] != x.shape[0]:
             raise ValueError("model must return a tensor with one output per query row")
         return out.detach()
+
+
+class QueryAttack(ImageAttack):
+    """Base of the black-box attacks (SimBA, Square): the model is observed only through a
+    :class:`QueryOracle` allowing ``self.max_queries`` queries per image. After a call, ``last_queries``
+    (B,) holds the queries each image used and ``last_cost`` adds "queries" (sum) and "queries_max"."""
+
+    max_queries: int
+
+    def _open_oracle(self, batch: int) -> tuple[QueryOracle, torch.Tensor]:
+        """The oracle for one call and the batch positions 0..B-1; with reference="clean_output" the clean
+        output serving as reference is charged as one query per image."""
+        oracle = QueryOracle(self._predict, self.max_queries)
+        all_idx = torch.arange(batch)
+        if self.reference == "clean_output":
+            oracle.charge(all_idx)  # the clean output serving as reference was one query
+        return oracle, all_idx
+
+    def _close_oracle(self, oracle: QueryOracle, batch: int, iterations: int) -> None:
+        """Record the call's per-image queries, iterations and oracle evaluations."""
+        counts = oracle.counts
+        self.last_queries = torch.zeros(batch, dtype=torch.int64)
+        self.last_queries[: counts.numel()] = counts
+        self._cost["iterations"] = iterations
+        self._cost["forward_only"] += oracle.calls
+        self._cost["queries"] = int(self.last_queries.sum())
+        self._cost["queries_max"] = int(self.last_queries.max())

@@ -79,13 +79,7 @@ class PGD(ImageAttack):
         best: torch.Tensor | None = None
         best_score: torch.Tensor | None = None
         for _ in range(self.restarts):
-            adv = x.clone()
-            if self.random_start:
-                adv = torch.minimum(torch.maximum(x + self._uniform_noise(gens, x), lo), hi)
-            for _ in range(self.steps):
-                grad, _ = self._loss_grad(adv, ref)
-                adv = torch.minimum(torch.maximum(adv + self.alpha * grad.sign(), lo), hi)
-            self._cost["iterations"] += self.steps
+            adv = self._sign_steps(self._start(x, lo, hi, gens=gens), ref, lo, hi)
             if self.restarts == 1:
                 return adv
             adv = project_linf(adv, x, self.eps)

@@ -7,9 +7,9 @@ import math
 import torch
 from torch import nn
 
-from udcshield.attacks.base import ImageAttack, check_eps, check_float, check_int
+from udcshield.attacks.base import check_eps, check_float, check_int
 from udcshield.attacks.objectives import distortion
-from udcshield.attacks.oracle import QueryOracle
+from udcshield.attacks.oracle import QueryAttack
 
 BASES: tuple[str, ...] = ("pixel", "dct")
 
@@ -72,7 +72,7 @@ def low_frequency_order(shape: tuple[int, int, int], freq_dims: int, stride: int
     return torch.cat(order)
 
 
-class SimBA(ImageAttack):
+class SimBA(QueryAttack):
     """SimBA, black-box, untargeted: try +-eps along random orthonormal directions, keep improvements.
 
     Guo et al., "Simple Black-box Adversarial Attacks", ICML 2019. Each iteration takes the next
@@ -158,10 +158,8 @@ class SimBA(ImageAttack):
         shape = (x.shape[1], x.shape[2], x.shape[3])
         view = (-1,) + (1,) * (x.ndim - 1)
         lo, hi = self._box(x)
-        oracle = QueryOracle(self._predict, self.max_queries)
-        all_idx = torch.arange(b)
+        oracle, all_idx = self._open_oracle(b)
         if self.reference == "clean_output":
-            oracle.charge(all_idx)  # the clean output serving as reference was one query
             current = distortion(ref, ref, self.objective)
         else:
             current = distortion(oracle.query(x, all_idx), ref, self.objective)
@@ -191,11 +189,5 @@ class SimBA(ImageAttack):
                 current = current.index_put((rows,), torch.where(better[rows], score, current[rows]))
                 adv = torch.where(better.view(view), cand, adv)
                 pending = pending & ~better
-        counts = oracle.counts
-        self.last_queries = torch.zeros(b, dtype=torch.int64)
-        self.last_queries[: counts.numel()] = counts
-        self._cost["iterations"] = iters
-        self._cost["forward_only"] += oracle.calls
-        self._cost["queries"] = int(self.last_queries.sum())
-        self._cost["queries_max"] = int(self.last_queries.max())
+        self._close_oracle(oracle, b, iters)
         return adv

@@ -7,9 +7,9 @@ import math
 import torch
 from torch import nn
 
-from udcshield.attacks.base import ImageAttack, check_float, check_int
+from udcshield.attacks.base import check_float, check_int
 from udcshield.attacks.objectives import distortion
-from udcshield.attacks.oracle import QueryOracle
+from udcshield.attacks.oracle import QueryAttack
 
 # Iterations (on a 10 000-query scale) after which the square fraction p is halved (paper, section 3).
 _HALVINGS: tuple[int, ...] = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
@@ -22,7 +22,7 @@ def p_schedule(p_init: float, iteration: int, n_iters: int) -> float:
     return p_init / 2 ** sum(scaled > m for m in _HALVINGS)
 
 
-class Square(ImageAttack):
+class Square(QueryAttack):
     """Square Attack, L-infinity, black-box, untargeted, maximizing the restoration distortion.
 
     Andriushchenko et al., "Square Attack: a query-efficient black-box adversarial attack via random
@@ -71,10 +71,7 @@ class Square(ImageAttack):
             raise ValueError(f"inputs must be at least 2 x 2 for Square, got {h} x {w}")
         lo, hi = self._box(x)
         gens = self._generators(seeds)
-        oracle = QueryOracle(self._predict, self.max_queries)
-        all_idx = torch.arange(b)
-        if self.reference == "clean_output":
-            oracle.charge(all_idx)  # the clean output serving as reference was one query
+        oracle, all_idx = self._open_oracle(b)
         # vertical stripes: one sign per (channel, column)
         signs = torch.stack([torch.randint(0, 2, (c_dim, 1, w), generator=g) * 2 - 1 for g in gens])
         adv = torch.minimum(torch.maximum(x + self.eps * signs.to(x.device, x.dtype), lo), hi)
@@ -97,13 +94,7 @@ class Square(ImageAttack):
                 better = score > current[rows]
                 current = current.index_put((rows,), torch.where(better, score, current[rows]))
                 adv = adv.index_put((rows,), torch.where(better.view(-1, 1, 1, 1), cand, adv[rows]))
-        counts = oracle.counts
-        self.last_queries = torch.zeros(b, dtype=torch.int64)
-        self.last_queries[: counts.numel()] = counts
-        self._cost["iterations"] = iters
-        self._cost["forward_only"] += oracle.calls
-        self._cost["queries"] = int(self.last_queries.sum())
-        self._cost["queries_max"] = int(self.last_queries.max())
+        self._close_oracle(oracle, b, iters)
         return adv
 
     def _resample_window(self, cand: torch.Tensor, x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,

@@ -19,11 +19,9 @@ from __future__ import annotations
 import math
 
 import torch
-from torch.utils.checkpoint import checkpoint as grad_checkpoint
 
-from udcshield.defenses.purifier import DiffusionPurifier, Generators, _randn, strided_timesteps
+from udcshield.defenses.purifier import DiffusionPurifier, Generators, _randn, predict_noise, run_reverse_chain
 from udcshield.models.registry import check_image_batch
-from udcshield.models.unet import pad_to_multiple
 
 __all__ = ["ddim_step", "purify_ddim", "check_eta", "check_t_star", "predict_noise"]
 
@@ -42,17 +40,6 @@ def check_t_star(purifier: DiffusionPurifier, t_star: int) -> int:
     if not isinstance(t_star, int) or isinstance(t_star, bool) or not 0 <= t_star <= purifier.num_train_timesteps:
         raise ValueError(f"t_star must be an int in [0, {purifier.num_train_timesteps}], got {t_star!r}")
     return t_star
-
-
-def predict_noise(purifier: DiffusionPurifier, z: torch.Tensor, t: int, checkpoint: bool) -> torch.Tensor:
-    """ε̂(z, t) of the purifier's UNet (Ho et al. 2020); with ``checkpoint`` and grad mode on, the UNet's
-    activations are recomputed in the backward pass (same values and gradients, less memory).
-
-    ``z``: (B, 3, H, W) in DDPM space [-1, 1] (padded to ``purifier.multiple``); returns the same shape.
-    """
-    if checkpoint and torch.is_grad_enabled():
-        return grad_checkpoint(purifier.predict_noise, z, t, use_reentrant=False)
-    return purifier.predict_noise(z, t)
 
 
 def ddim_step(
@@ -133,15 +120,9 @@ def purify_ddim(
     check_t_star(purifier, t_star)
     eta = check_eta(eta)
     purifier._check_device(x)
-    steps = strided_timesteps(t_star, num_steps)
-    if t_star == 0:
-        return x.clone()
-    height, width = x.shape[-2:]
-    z0, _ = pad_to_multiple(purifier.to_model_space(x), purifier.multiple)
-    abar = purifier.alpha_bar(t_star)
-    z = math.sqrt(abar) * z0 + math.sqrt(1.0 - abar) * _randn(tuple(z0.shape), generator, z0)
-    for i, t in enumerate(steps):
-        s = steps[i + 1] if i + 1 < len(steps) else 0
+
+    def step(z: torch.Tensor, t: int, s: int, z0: torch.Tensor, forward_noise: torch.Tensor) -> torch.Tensor:
         eps = predict_noise(purifier, z, t, checkpoint)
-        z = ddim_step(purifier, z, eps, t, s, eta=eta, generator=generator, clip_denoised=clip_denoised)
-    return purifier.from_model_space(z[..., :height, :width]).clamp(0.0, 1.0)
+        return ddim_step(purifier, z, eps, t, s, eta=eta, generator=generator, clip_denoised=clip_denoised)
+
+    return run_reverse_chain(purifier, x, t_star=t_star, num_steps=num_steps, generator=generator, step=step)

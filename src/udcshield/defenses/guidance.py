@@ -22,10 +22,9 @@ import math
 
 import torch
 
-from udcshield.defenses.ddim import check_eta, check_t_star, ddim_step, predict_noise
-from udcshield.defenses.purifier import DiffusionPurifier, Generators, _randn, strided_timesteps
+from udcshield.defenses.ddim import check_eta, check_t_star, ddim_step
+from udcshield.defenses.purifier import DiffusionPurifier, Generators, _randn, predict_noise, run_reverse_chain
 from udcshield.models.registry import check_image_batch
-from udcshield.models.unet import pad_to_multiple
 
 __all__ = ["guided_purify", "check_guidance_scale", "SAMPLERS", "REFERENCE_NOISE"]
 
@@ -92,16 +91,8 @@ def guided_purify(
         raise ValueError(f"reference_noise must be one of {list(REFERENCE_NOISE)}, got {reference_noise!r}")
     eta = check_eta(eta)
     purifier._check_device(x)
-    steps = strided_timesteps(t_star, num_steps)
-    if t_star == 0:
-        return x.clone()
-    height, width = x.shape[-2:]
-    z0, _ = pad_to_multiple(purifier.to_model_space(x), purifier.multiple)
-    abar = purifier.alpha_bar(t_star)
-    forward_noise = _randn(tuple(z0.shape), generator, z0)
-    z = math.sqrt(abar) * z0 + math.sqrt(1.0 - abar) * forward_noise
-    for i, t in enumerate(steps):
-        s = steps[i + 1] if i + 1 < len(steps) else 0
+
+    def step(z: torch.Tensor, t: int, s: int, z0: torch.Tensor, forward_noise: torch.Tensor) -> torch.Tensor:
         eps = predict_noise(purifier, z, t, checkpoint)
         variance = posterior_variance(purifier, t, s) if s > 0 else 0.0
         pull: torch.Tensor | None = None
@@ -114,5 +105,6 @@ def guided_purify(
             z_next = purifier.reverse_step(z, eps, t, s, generator, clip_denoised=clip_denoised)
         else:
             z_next = ddim_step(purifier, z, eps, t, s, eta=eta, generator=generator, clip_denoised=clip_denoised)
-        z = z_next if pull is None else z_next - pull
-    return purifier.from_model_space(z[..., :height, :width]).clamp(0.0, 1.0)
+        return z_next if pull is None else z_next - pull
+
+    return run_reverse_chain(purifier, x, t_star=t_star, num_steps=num_steps, generator=generator, step=step)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -272,21 +272,12 @@ class DiffusionPurifier(nn.Module):
         self._check_device(x)
         if not isinstance(t_star, int) or isinstance(t_star, bool) or not 0 <= t_star <= self.num_train_timesteps:
             raise ValueError(f"t_star must be an int in [0, {self.num_train_timesteps}], got {t_star!r}")
-        steps = strided_timesteps(t_star, num_steps)
-        if t_star == 0:
-            return x.clone()
-        height, width = x.shape[-2:]
-        z0, _ = pad_to_multiple(self.to_model_space(x), self.multiple)
-        abar = self._alpha_bar[t_star]
-        z = math.sqrt(abar) * z0 + math.sqrt(1.0 - abar) * _randn(tuple(z0.shape), generator, z0)
-        for i, t in enumerate(steps):
-            s = steps[i + 1] if i + 1 < len(steps) else 0
-            if checkpoint and torch.is_grad_enabled():
-                eps = grad_checkpoint(self.predict_noise, z, t, use_reentrant=False)
-            else:
-                eps = self.predict_noise(z, t)
-            z = self.reverse_step(z, eps, t, s, generator, clip_denoised=clip_denoised)
-        return self.from_model_space(z[..., :height, :width]).clamp(0.0, 1.0)
+
+        def step(z: torch.Tensor, t: int, s: int, z0: torch.Tensor, forward_noise: torch.Tensor) -> torch.Tensor:
+            eps = predict_noise(self, z, t, checkpoint)
+            return self.reverse_step(z, eps, t, s, generator, clip_denoised=clip_denoised)
+
+        return run_reverse_chain(self, x, t_star=t_star, num_steps=num_steps, generator=generator, step=step)
 
     def forward(self, x: torch.Tensor, *, t_star: int, num_steps: int | None = None, generator: Generators,
                 clip_denoised: bool = True, checkpoint: bool = False) -> torch.Tensor:
@@ -294,6 +285,43 @@ class DiffusionPurifier(nn.Module):
         (B, 3, H, W) in [0, 1] → (B, 3, H, W) in [0, 1]."""
         return self.purify(x, t_star=t_star, num_steps=num_steps, generator=generator,
                            clip_denoised=clip_denoised, checkpoint=checkpoint)
+
+
+def predict_noise(purifier: DiffusionPurifier, z: torch.Tensor, t: int, checkpoint: bool) -> torch.Tensor:
+    """ε̂(z, t) of the purifier's UNet (Ho et al. 2020); with ``checkpoint`` and grad mode on, the UNet's
+    activations are recomputed in the backward pass (same values and gradients, less memory).
+
+    ``z``: (B, 3, H, W) in DDPM space [-1, 1] (padded to ``purifier.multiple``); returns the same shape.
+    """
+    if checkpoint and torch.is_grad_enabled():
+        return grad_checkpoint(purifier.predict_noise, z, t, use_reentrant=False)
+    return purifier.predict_noise(z, t)
+
+
+ReverseStep = Callable[[torch.Tensor, int, int, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def run_reverse_chain(purifier: DiffusionPurifier, x: torch.Tensor, *, t_star: int, num_steps: int | None,
+                      generator: Generators, step: ReverseStep) -> torch.Tensor:
+    """The purification chain shared by the DDPM, DDIM and guided samplers (DiffPure, Nie et al. 2022).
+
+    Pads ``x`` (B, 3, H, W) in [0, 1] to ``purifier.multiple`` in DDPM space (z0), diffuses it to t* with
+    one draw ε_fwd from ``generator``, then sets z <- ``step(z, t, s, z0, ε_fwd)`` for each pair of
+    consecutive timesteps t → s of :func:`strided_timesteps` (ending at s = 0), crops and returns the
+    images clamped to [0, 1]. ``t_star == 0`` returns a copy of ``x``. ``t_star`` must be checked.
+    """
+    steps = strided_timesteps(t_star, num_steps)
+    if t_star == 0:
+        return x.clone()
+    height, width = x.shape[-2:]
+    z0, _ = pad_to_multiple(purifier.to_model_space(x), purifier.multiple)
+    abar = purifier.alpha_bar(t_star)
+    forward_noise = _randn(tuple(z0.shape), generator, z0)
+    z = math.sqrt(abar) * z0 + math.sqrt(1.0 - abar) * forward_noise
+    for i, t in enumerate(steps):
+        s = steps[i + 1] if i + 1 < len(steps) else 0
+        z = step(z, t, s, z0, forward_noise)
+    return purifier.from_model_space(z[..., :height, :width]).clamp(0.0, 1.0)
 
 
 def save_purifier(purifier: DiffusionPurifier, directory: str | os.PathLike[str],

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from udcshield.models.unet import ResBlock, pad_to_multiple
+from udcshield.models.unet import ResBlock, pad_to_multiple, unet_features
 
 __all__ = [
     "ResBlock",
@@ -33,6 +33,8 @@ __all__ = [
     "LeFF",
     "LeWinBlock",
     "stretch_code",
+    "PSFCoded",
+    "unet_features",
 ]
 
 
@@ -294,3 +296,23 @@ class LeWinBlock(nn.Module):
         tokens = tokens + self.attn(normed)
         tokens = tokens + self.ffn(self.norm2(tokens))
         return tokens.permute(0, 3, 1, 2)
+
+
+class PSFCoded:
+    """Mixin for restorers conditioned on a PSF code (DISCNet, Feng et al. 2021; UDCUNet, Liu et al. 2022):
+    ``self.code_dim`` entries per image, ``self.default_code`` (a learned (code_dim,) parameter) when
+    none is given."""
+
+    code_dim: int
+    default_code: torch.Tensor
+
+    def _code(self, psf_code: torch.Tensor | None, batch: int, ref: torch.Tensor) -> torch.Tensor:
+        """(batch, code_dim) codes in ``ref``'s dtype from None, one (code_dim,) code or (batch, code_dim)."""
+        if psf_code is None:
+            return self.default_code.to(ref.dtype)[None].expand(batch, -1)
+        if psf_code.ndim == 1:
+            psf_code = psf_code[None].expand(batch, -1)
+        if psf_code.shape != (batch, self.code_dim):
+            raise ValueError(f"{type(self).__name__}: psf_code must have shape ({batch}, {self.code_dim}) or "
+                             f"({self.code_dim},), got {tuple(psf_code.shape)}")
+        return psf_code.to(ref.dtype)

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from udcshield.models.blocks import (
-    Downsample, ResBlock, Upsample, apply_dynamic_filters, pad_to_multiple, stretch_code, zero_init,
+    Downsample, PSFCoded, ResBlock, Upsample, apply_dynamic_filters, pad_to_multiple, stretch_code, zero_init,
 )
 from udcshield.models.registry import check_image_batch, register_restorer
 
@@ -61,7 +61,7 @@ class DynamicSkip(nn.Module):
 
 
 @register_restorer("discnet")
-class DISCNet(nn.Module):
+class DISCNet(PSFCoded, nn.Module):
     """PSF-conditioned restorer with dynamic skip connections (Feng et al. CVPR 2021).
 
     Input ``(B, 3, H, W)`` in [0, 1], any H and W; optional ``psf_code`` (B, code_dim) or (code_dim,).
@@ -112,16 +112,6 @@ class DISCNet(nn.Module):
         self.fuses = nn.ModuleList([nn.Conv2d(2 * widths[i], widths[i], 1) for i in range(levels - 1)])
         self.decoders = nn.ModuleList([stage(widths[i], blocks_per_level) for i in range(levels - 1)])
         self.tail = zero_init(nn.Conv2d(widths[0], 3, 3, padding=1))
-
-    def _code(self, psf_code: torch.Tensor | None, batch: int, ref: torch.Tensor) -> torch.Tensor:
-        if psf_code is None:
-            return self.default_code.to(ref.dtype)[None].expand(batch, -1)
-        if psf_code.ndim == 1:
-            psf_code = psf_code[None].expand(batch, -1)
-        if psf_code.shape != (batch, self.code_dim):
-            raise ValueError(f"DISCNet: psf_code must have shape ({batch}, {self.code_dim}) or ({self.code_dim},), "
-                             f"got {tuple(psf_code.shape)}")
-        return psf_code.to(ref.dtype)
 
     def forward(self, x: torch.Tensor, psf_code: torch.Tensor | None = None) -> torch.Tensor:
         """Restore ``x`` (B, 3, H, W); ``psf_code`` defaults to the learned code. Returns x + residual."""

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from udcshield.models.blocks import (
-    ChannelAttention, Downsample, GatedFFN, LayerNorm2d, Upsample, pad_to_multiple, zero_init,
+    ChannelAttention, Downsample, GatedFFN, LayerNorm2d, Upsample, pad_to_multiple, unet_features, zero_init,
 )
 from udcshield.models.registry import check_image_batch, register_restorer
 
@@ -97,14 +97,6 @@ class DWFormer(nn.Module):
         """Restore ``x`` (B, 3, H, W); returns x + residual (unclamped)."""
         check_image_batch(x, "DWFormer input", finite=False)
         padded, (height, width) = pad_to_multiple(x, 2**self.levels)
-        feat = self.embed(padded)
-        skips = []
-        for encoder, down in zip(self.encoders, self.downs):
-            feat = encoder(feat)
-            skips.append(feat)
-            feat = down(feat)
-        feat = self.bottleneck(feat)
-        for level in reversed(range(self.levels)):
-            feat = self.reduces[level](torch.cat([self.ups[level](feat), skips[level]], dim=1))
-            feat = self.decoders[level](feat)
+        feat = unet_features(self.embed(padded), self.encoders, self.downs, self.bottleneck, self.ups, self.decoders,
+                             self.reduces)
         return x + self.output(feat)[..., :height, :width]

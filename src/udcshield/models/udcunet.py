@@ -30,7 +30,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from udcshield.models.blocks import SFT, Downsample, ResBlock, Upsample, pad_to_multiple, zero_init
+from udcshield.models.blocks import SFT, Downsample, PSFCoded, ResBlock, Upsample, pad_to_multiple, zero_init
 from udcshield.models.registry import check_image_batch, register_restorer
 
 __all__ = ["UDCUNet", "KernelGuidedConv"]
@@ -51,7 +51,7 @@ class KernelGuidedConv(nn.Module):
 
 
 @register_restorer("udcunet")
-class UDCUNet(nn.Module):
+class UDCUNet(PSFCoded, nn.Module):
     """U-Net with condition branch and kernel branch (Liu et al., ECCVW 2022); defaults = "paper" size.
 
     Input ``(B, 3, H, W)`` in [0, 1], any H and W; optional ``psf_code`` (B, code_dim) or (code_dim,).
@@ -106,16 +106,6 @@ class UDCUNet(nn.Module):
         self.dec_kconvs = nn.ModuleList([KernelGuidedConv(widths[i]) for i in range(levels - 1)])
         self.dec_sfts = nn.ModuleList([SFT(widths[i], cond_widths[i]) for i in range(levels - 1)])
         self.tail = zero_init(nn.Conv2d(widths[0], 3, 3, padding=1))
-
-    def _code(self, psf_code: torch.Tensor | None, batch: int, ref: torch.Tensor) -> torch.Tensor:
-        if psf_code is None:
-            return self.default_code.to(ref.dtype)[None].expand(batch, -1)
-        if psf_code.ndim == 1:
-            psf_code = psf_code[None].expand(batch, -1)
-        if psf_code.shape != (batch, self.code_dim):
-            raise ValueError(f"UDCUNet: psf_code must have shape ({batch}, {self.code_dim}) or ({self.code_dim},), "
-                             f"got {tuple(psf_code.shape)}")
-        return psf_code.to(ref.dtype)
 
     def forward(self, x: torch.Tensor, psf_code: torch.Tensor | None = None) -> torch.Tensor:
         """Restore ``x`` (B, 3, H, W); returns x + residual (unclamped)."""

@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from udcshield.models.blocks import Downsample, LeWinBlock, Upsample, pad_to_multiple, zero_init
+from udcshield.models.blocks import Downsample, LeWinBlock, Upsample, pad_to_multiple, unet_features, zero_init
 from udcshield.models.registry import check_image_batch, register_restorer
 
 __all__ = ["Uformer"]
@@ -76,14 +76,6 @@ class Uformer(nn.Module):
         """Restore ``x`` (B, 3, H, W); returns (B, 3, H, W) = x + residual (unclamped)."""
         check_image_batch(x, "Uformer input", finite=False)
         padded, (height, width) = pad_to_multiple(x, 2**self.levels)
-        feat = self.input_proj(padded)
-        skips = []
-        for encoder, down in zip(self.encoders, self.downs):
-            feat = encoder(feat)
-            skips.append(feat)
-            feat = down(feat)
-        feat = self.bottleneck(feat)
-        for level in reversed(range(self.levels)):
-            feat = torch.cat([self.ups[level](feat), skips[level]], dim=1)
-            feat = self.decoders[level](feat)
+        feat = unet_features(self.input_proj(padded), self.encoders, self.downs, self.bottleneck, self.ups,
+                             self.decoders)
         return x + self.output_proj(feat)[..., :height, :width]

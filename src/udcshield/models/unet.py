@@ -35,6 +35,28 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple
     return x, (height, width)
 
 
+def unet_features(feat: torch.Tensor, encoders: nn.ModuleList, downs: nn.ModuleList, bottleneck: nn.Module,
+                  ups: nn.ModuleList, decoders: nn.ModuleList, fuses: nn.ModuleList | None = None) -> torch.Tensor:
+    """Encoder-decoder pass of a U-Net (Ronneberger et al. 2015) on head features ``feat``.
+
+    Per level: encode, keep the result as the skip, downsample; then the bottleneck; then per level,
+    deepest first: upsample, concatenate the skip (upsampled features first), fuse (optional, e.g. a
+    1x1 convolution) and decode. Returns the full-resolution decoder features.
+    """
+    skips = []
+    for encoder, down in zip(encoders, downs):
+        feat = encoder(feat)
+        skips.append(feat)
+        feat = down(feat)
+    feat = bottleneck(feat)
+    for level in reversed(range(len(skips))):
+        feat = torch.cat([ups[level](feat), skips[level]], dim=1)
+        if fuses is not None:
+            feat = fuses[level](feat)
+        feat = decoders[level](feat)
+    return feat
+
+
 class ResBlock(nn.Module):
     """conv3x3 → LeakyReLU → conv3x3, plus identity; (B, C, H, W) → (B, C, H, W) (Zhou et al. 2021)."""
 
@@ -90,17 +112,8 @@ class ResUNet(nn.Module):
         """Restore ``x`` (B, 3, H, W) in [0, 1]; returns (B, 3, H, W), ``x`` + residual (unclamped)."""
         check_image_batch(x, "ResUNet input", finite=False)
         padded, (height, width) = pad_to_multiple(x, 2**self.depth)
-        feat = self.head(padded)
-        skips = []
-        for encoder, down in zip(self.encoders, self.downs):
-            feat = encoder(feat)
-            skips.append(feat)
-            feat = down(feat)
-        feat = self.bottleneck(feat)
-        for level in reversed(range(self.depth)):
-            feat = self.ups[level](feat)
-            feat = self.fuses[level](torch.cat([feat, skips[level]], dim=1))
-            feat = self.decoders[level](feat)
+        feat = unet_features(self.head(padded), self.encoders, self.downs, self.bottleneck, self.ups, self.decoders,
+                             self.fuses)
         residual = self.tail(feat)[..., :height, :width]
         return x + residual
 

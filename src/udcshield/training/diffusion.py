@@ -6,15 +6,12 @@ Song et al., arXiv 2402.13629 purify UDC inputs with such a model).
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Callable
 
 import torch
 
 from udcshield.defenses.purifier import DiffusionPurifier
-from udcshield.training.augment import random_crop_flip_jitter
-from udcshield.training.restorer import check_training_args, cosine_lr
+from udcshield.training.restorer import check_training_args, draw_batch, train_loop
 
 __all__ = ["train_purifier"]
 
@@ -58,37 +55,11 @@ def train_purifier(
                         lr=lr, lr_min=lr_min, log_every=log_every)
     if crop_size % purifier.multiple:
         raise ValueError(f"crop_size {crop_size} must be a multiple of {purifier.multiple} for this purifier")
-    purifier.to(device)
-    optimizer = torch.optim.Adam(purifier.parameters(), lr=lr)
-    history: list[dict] = []
-    window: list[float] = []
-    start = time.perf_counter()
-    purifier.train()
-    try:
-        for step in range(iterations):
-            step_lr = cosine_lr(step, iterations, lr, lr_min)
-            for group in optimizer.param_groups:
-                group["lr"] = step_lr
-            index = torch.randint(0, images.shape[0], (batch_size,), generator=generator,
-                                  device=generator.device).to(images.device)
-            batch, _ = random_crop_flip_jitter(images[index], images[index], crop=crop_size, flips=flips,
-                                               color_jitter=0.0, generator=generator)
-            value = purifier.training_loss(batch.to(device), generator)
-            loss_value = float(value.detach())
-            if not math.isfinite(loss_value):
-                raise FloatingPointError(f"train_purifier: loss is {loss_value} at step {step + 1}/{iterations} "
-                                         f"(lr {step_lr:.3g}); lower the learning rate or check the data")
-            optimizer.zero_grad(set_to_none=True)
-            value.backward()
-            optimizer.step()
-            window.append(loss_value)
-            if (step + 1) % log_every == 0 or step + 1 == iterations:
-                row = {"step": step + 1, "loss": sum(window) / len(window), "lr": step_lr,
-                       "elapsed_s": time.perf_counter() - start}
-                window.clear()
-                history.append(row)
-                if progress is not None:
-                    progress(row)
-    finally:
-        purifier.eval()
-    return history
+
+    def step_loss(generator: torch.Generator) -> torch.Tensor:
+        batch, _ = draw_batch(images, images, batch_size=batch_size, crop_size=crop_size, flips=flips,
+                              color_jitter=0.0, generator=generator)
+        return purifier.training_loss(batch.to(device), generator)
+
+    return train_loop(purifier, step_loss, name="train_purifier", iterations=iterations, lr=lr, lr_min=lr_min,
+                      generator=generator, device=device, log_every=log_every, progress=progress)

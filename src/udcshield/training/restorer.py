@@ -19,7 +19,7 @@ from torch import nn
 from udcshield.models.registry import check_image_batch
 from udcshield.training.augment import random_crop_flip_jitter
 
-__all__ = ["train_restorer", "cosine_lr", "check_training_args", "LossFn"]
+__all__ = ["train_restorer", "cosine_lr", "check_training_args", "draw_batch", "train_loop", "LossFn"]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 _LOSSES: dict[str, LossFn] = {"l2": F.mse_loss, "l1": F.l1_loss}
@@ -54,6 +54,71 @@ def check_training_args(images: torch.Tensor, name: str, *, iterations: int, bat
         raise ValueError(f"crop_size {crop_size} exceeds the {name} size {tuple(images.shape[-2:])}")
     if not (lr > 0 and 0 <= lr_min <= lr):
         raise ValueError(f"need lr > 0 and 0 <= lr_min <= lr, got lr={lr!r}, lr_min={lr_min!r}")
+
+
+def draw_batch(inputs: torch.Tensor, targets: torch.Tensor, *, batch_size: int, crop_size: int, flips: bool,
+               color_jitter: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """``batch_size`` pairs drawn with replacement, cropped, flipped and jittered identically (on their device)."""
+    index = torch.randint(0, inputs.shape[0], (batch_size,), generator=generator,
+                          device=generator.device).to(inputs.device)
+    return random_crop_flip_jitter(inputs[index], targets[index], crop=crop_size, flips=flips,
+                                   color_jitter=color_jitter, generator=generator)
+
+
+def train_loop(
+    module: nn.Module,
+    step_loss: Callable[[torch.Generator], torch.Tensor],
+    *,
+    name: str,
+    iterations: int,
+    lr: float,
+    lr_min: float,
+    generator: torch.Generator,
+    device: str | torch.device,
+    log_every: int,
+    progress: Callable[[dict], None] | None,
+) -> list[dict]:
+    """Adam with cosine decay (:func:`cosine_lr`) on ``step_loss(generator)``, one scalar loss per step.
+
+    Shared by :func:`train_restorer` and the DDPM trainer; ``step_loss`` draws its own batch from
+    ``generator``. ``module`` is moved to ``device``, trained, and left in eval mode, also on error.
+
+    Returns:
+        History rows ``{"step", "loss", "lr", "elapsed_s"}`` as documented in :func:`train_restorer`.
+
+    Raises:
+        FloatingPointError: NaN/inf loss (the message starts with ``name`` and names the step).
+    """
+    module.to(device)
+    optimizer = torch.optim.Adam(module.parameters(), lr=lr)
+    history: list[dict] = []
+    window: list[float] = []
+    start = time.perf_counter()
+    module.train()
+    try:
+        for step in range(iterations):
+            step_lr = cosine_lr(step, iterations, lr, lr_min)
+            for group in optimizer.param_groups:
+                group["lr"] = step_lr
+            value = step_loss(generator)
+            loss_value = float(value.detach())
+            if not math.isfinite(loss_value):
+                raise FloatingPointError(f"{name}: loss is {loss_value} at step {step + 1}/{iterations} "
+                                         f"(lr {step_lr:.3g}); lower the learning rate or check the data")
+            optimizer.zero_grad(set_to_none=True)
+            value.backward()
+            optimizer.step()
+            window.append(loss_value)
+            if (step + 1) % log_every == 0 or step + 1 == iterations:
+                row = {"step": step + 1, "loss": sum(window) / len(window), "lr": step_lr,
+                       "elapsed_s": time.perf_counter() - start}
+                window.clear()
+                history.append(row)
+                if progress is not None:
+                    progress(row)
+    finally:
+        module.eval()
+    return history
 
 
 def train_restorer(
@@ -109,38 +174,11 @@ def train_restorer(
     else:
         raise ValueError(f"unknown loss {loss!r}; choose one of {sorted(_LOSSES)} or pass a callable")
 
-    model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    history: list[dict] = []
-    window: list[float] = []
-    start = time.perf_counter()
-    model.train()
-    try:
-        for step in range(iterations):
-            step_lr = cosine_lr(step, iterations, lr, lr_min)
-            for group in optimizer.param_groups:
-                group["lr"] = step_lr
-            index = torch.randint(0, inputs.shape[0], (batch_size,), generator=generator,
-                                  device=generator.device).to(inputs.device)
-            batch_in, batch_tgt = random_crop_flip_jitter(inputs[index], targets[index], crop=crop_size, flips=flips,
-                                                          color_jitter=color_jitter, generator=generator)
-            batch_in, batch_tgt = batch_in.to(device), batch_tgt.to(device)
-            value = loss_fn(model(batch_in), batch_tgt)
-            loss_value = float(value.detach())
-            if not math.isfinite(loss_value):
-                raise FloatingPointError(f"train_restorer: loss is {loss_value} at step {step + 1}/{iterations} "
-                                         f"(lr {step_lr:.3g}); lower the learning rate or check the data")
-            optimizer.zero_grad(set_to_none=True)
-            value.backward()
-            optimizer.step()
-            window.append(loss_value)
-            if (step + 1) % log_every == 0 or step + 1 == iterations:
-                row = {"step": step + 1, "loss": sum(window) / len(window), "lr": step_lr,
-                       "elapsed_s": time.perf_counter() - start}
-                window.clear()
-                history.append(row)
-                if progress is not None:
-                    progress(row)
-    finally:
-        model.eval()
-    return history
+    def step_loss(generator: torch.Generator) -> torch.Tensor:
+        batch_in, batch_tgt = draw_batch(inputs, targets, batch_size=batch_size, crop_size=crop_size, flips=flips,
+                                         color_jitter=color_jitter, generator=generator)
+        batch_in, batch_tgt = batch_in.to(device), batch_tgt.to(device)
+        return loss_fn(model(batch_in), batch_tgt)
+
+    return train_loop(model, step_loss, name="train_restorer", iterations=iterations, lr=lr, lr_min=lr_min,
+                      generator=generator, device=device, log_every=log_every, progress=progress)
