@@ -40,6 +40,7 @@ class OpticsConfig:
     sensor_pitch_um: float = 2.0
     support_px: int = 41
     oversample: int = 4
+    random_tile_flip: bool = False
     bank_size: int = 9
 
     def validate(self, where: str) -> None:
@@ -84,10 +85,14 @@ class FormationConfig:
     saturation: float = 500.0
     transmission: float = 1.0
     noise: Literal["none", "poisson_gaussian"] = "none"
+    full_well_e: float = 15500.0
+    read_noise_e: float = 4.9
+    white_level: float = 1.0
     knee: float = 0.25
 
     def validate(self, where: str) -> None:
-        _positive(self, where, "saturation", "knee")
+        _positive(self, where, "saturation", "knee", "full_well_e", "white_level")
+        _non_negative(self, where, "read_noise_e")
         if not 0.0 < self.transmission <= 1.0:
             raise ConfigError(f"{where}.transmission must be in (0, 1], got {self.transmission}")
 

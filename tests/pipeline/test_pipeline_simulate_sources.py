@@ -77,3 +77,20 @@ def test_user_mask(tmp_path):
     np.testing.assert_allclose(psfs.sum(axis=(2, 3)), 1.0, atol=1e-9)
     with pytest.raises(ConfigError, match="user_mask_path"):
         _params(optics={"mask": "user"})
+
+
+def test_noise_and_tile_flips_from_params_are_seeded():
+    base = tiny_params()["simulate"]
+    quiet = _params()
+    noisy = _params(formation=deep_update(base["formation"], {"noise": "poisson_gaussian", "full_well_e": 500.0}))
+    psfs = simulate.make_psf_bank(quiet.simulate.optics, quiet.seed)
+    a = simulate.simulate(quiet.simulate, psfs, "test", 0)
+    b = simulate.simulate(noisy.simulate, psfs, "test", 0)
+    c = simulate.simulate(noisy.simulate, psfs, "test", 0)
+    assert not np.array_equal(a.inputs, b.inputs) and np.array_equal(b.inputs, c.inputs)
+    np.testing.assert_array_equal(a.targets, b.targets)
+    flipped = _params(optics=deep_update(base["optics"], {"mask": "poled", "open_ratio": 0.4, "random_tile_flip": True}))
+    plain = _params(optics=deep_update(base["optics"], {"mask": "poled", "open_ratio": 0.4}))
+    f1 = simulate.make_psf_bank(flipped.simulate.optics, 0)
+    assert not np.allclose(f1, simulate.make_psf_bank(plain.simulate.optics, 0))
+    np.testing.assert_array_equal(f1, simulate.make_psf_bank(flipped.simulate.optics, 0))

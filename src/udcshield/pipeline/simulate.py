@@ -42,7 +42,8 @@ def make_psf_bank(optics: OpticsConfig, seed: int) -> np.ndarray:
     common = dict(mask_kind=optics.mask, pitch_um=optics.pitch_um, open_ratio=optics.open_ratio,
                   focal_length_mm=optics.focal_length_mm, f_number=optics.f_number,
                   sensor_pitch_um=optics.sensor_pitch_um, support_px=optics.support_px,
-                  oversample=optics.oversample, user_mask=_user_mask(optics))
+                  oversample=optics.oversample, user_mask=_user_mask(optics),
+                  random_tile_flip=optics.random_tile_flip, rng=numpy_rng(seed, f"{STAGE}/tiles"))
     if optics.spectral_response_path:
         psf = spectral_psf(*load_sensor_response(optics.spectral_response_path), **common)
     else:
@@ -89,7 +90,10 @@ def simulate(cfg: SimulateConfig, psfs: np.ndarray, split: str, seed: int) -> Si
     return simulate_split(photos, psfs, patch_size=cfg.patch_size, patches_per_image=count,
                           scale=cfg.scale, seed=seed, split=split, hdr=to_dict(cfg.hdr),
                           saturation=cfg.formation.saturation, transmission=cfg.formation.transmission,
-                          noise=cfg.formation.noise, knee=cfg.formation.knee)
+                          noise=cfg.formation.noise, knee=cfg.formation.knee,
+                          noise_params={"full_well_e": cfg.formation.full_well_e,
+                                        "read_noise_e": cfg.formation.read_noise_e,
+                                        "white_level": cfg.formation.white_level})
 
 
 def write_outputs(layout: Layout, params: Params, psfs: np.ndarray, splits: dict[str, SimulatedSplit]) -> dict[str, Any]:
