@@ -63,6 +63,16 @@ def representable_budget(eps: float, dtype: torch.dtype = torch.float32) -> floa
     return float(e)
 
 
+def check_projection_pair(adv: torch.Tensor, x: torch.Tensor) -> None:
+    """ValueError unless ``x`` is a valid image batch in [0, 1] and ``adv`` a finite tensor of its shape."""
+    check_images(x, "x")
+    if not isinstance(adv, torch.Tensor) or adv.shape != x.shape:
+        shape = tuple(adv.shape) if isinstance(adv, torch.Tensor) else type(adv).__name__
+        raise ValueError(f"adv must be a tensor of shape {tuple(x.shape)}, got {shape}")
+    if not bool(torch.isfinite(adv).all()):
+        raise ValueError("adv contains NaN or infinite values")
+
+
 def project_linf(adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
     """Project ``adv`` onto {a : max|a - x| <= eps, 0 <= a <= 1}, exactly in floating point.
 
@@ -80,12 +90,7 @@ def project_linf(adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor
         A new detached tensor of x's dtype and shape.
     """
     eps = check_eps(eps)
-    check_images(x, "x")
-    if not isinstance(adv, torch.Tensor) or adv.shape != x.shape:
-        shape = tuple(adv.shape) if isinstance(adv, torch.Tensor) else type(adv).__name__
-        raise ValueError(f"adv must be a tensor of shape {tuple(x.shape)}, got {shape}")
-    if not bool(torch.isfinite(adv).all()):
-        raise ValueError("adv contains NaN or infinite values")
+    check_projection_pair(adv, x)
     x = x.detach()
     bound = representable_budget(eps, x.dtype)
     lo = (x - bound).clamp(min=0.0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from udcshield.attacks.base import ImageAttack, check_float, check_images, check_int
+from udcshield.attacks.base import ImageAttack, check_float, check_int, check_projection_pair
 from udcshield.attacks.bim import _forced_random_start
 
 
@@ -33,12 +33,7 @@ def project_l2(adv: torch.Tensor, x: torch.Tensor, eps: float, iterations: int =
         Detached tensor of x's dtype and shape, in [0, 1], with per-image L2 distance <= eps.
     """
     eps = check_float(eps, "eps")
-    check_images(x, "x")
-    if not isinstance(adv, torch.Tensor) or adv.shape != x.shape:
-        shape = tuple(adv.shape) if isinstance(adv, torch.Tensor) else type(adv).__name__
-        raise ValueError(f"adv must be a tensor of shape {tuple(x.shape)}, got {shape}")
-    if not bool(torch.isfinite(adv).all()):
-        raise ValueError("adv contains NaN or infinite values")
+    check_projection_pair(adv, x)
     x = x.detach()
     x64 = x.double()
     v = adv.detach().double() - x64
