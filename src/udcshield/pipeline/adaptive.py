@@ -15,7 +15,6 @@ float32 in [0, 1], N = max_images), ``records.csv`` (``draw``/``seed`` columns f
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,9 +30,10 @@ from udcshield.defenses.purifier import DiffusionPurifier, load_purifier
 from udcshield.evaluation.metrics import psnr
 from udcshield.evaluation.records import write_records_csv
 from udcshield.pipeline.attack import array_name, load_restorer, restorers
-from udcshield.pipeline.common import batches, load_pairs, to_numpy_images, write_json
-from udcshield.pipeline.evaluate import model_label
+from udcshield.pipeline.common import apply_batched, batches, load_pairs, to_numpy_images, write_json
+from udcshield.pipeline.evaluate import means, model_label
 from udcshield.pipeline.layout import Layout
+from udcshield.pipeline.purify import CLEAN
 from udcshield.seeding import derive_seed
 from udcshield.store.provenance import make_provenance
 from udcshield.store.zarr_io import read_images, write_store
@@ -95,6 +95,7 @@ def draw_records(params: Params, defended: DefendedRestorer, inputs: torch.Tenso
     """Run the defended system ``draws`` times; per-draw PSNR rows plus the three aggregates per image."""
     draws = params.adaptive.draws
     outputs = torch.zeros((draws, *inputs.shape))
+    per_draw = []
     records = []
     base = {"model": model_label(source), "defense": "purified", "attack": attack, "budget": budget}
     for k in range(draws):
@@ -102,10 +103,10 @@ def draw_records(params: Params, defended: DefendedRestorer, inputs: torch.Tenso
         for s in batches(inputs.shape[0], params.adaptive.batch_size):
             defended.set_seeds(seeds[s])
             outputs[k, s] = defended(inputs[s].to(device)).float().cpu()
-        values = psnr(outputs[k], targets)
+        per_draw.append(torch.as_tensor(psnr(outputs[k], targets)))
         records += [{**base, "image_id": i, "metric": "psnr", "value": float(v), "draw": k, "seed": seed}
-                    for i, v, seed in zip(image_ids, values.tolist(), seeds)]
-    per_draw = torch.stack([torch.as_tensor(psnr(outputs[k], targets)) for k in range(draws)])
+                    for i, v, seed in zip(image_ids, per_draw[-1].tolist(), seeds)]
+    per_draw = torch.stack(per_draw)
     aggregates = {"psnr_mean_draws": per_draw.mean(0), "psnr_worst_draw": per_draw.min(0).values,
                   "psnr_avg_output": torch.as_tensor(psnr(outputs.mean(0), targets))}
     for metric, values in aggregates.items():
@@ -114,11 +115,11 @@ def draw_records(params: Params, defended: DefendedRestorer, inputs: torch.Tenso
     return records
 
 
-@torch.no_grad()
-def undefended_records(restorer: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor, image_ids: list[str],
-                       source: str, attack: str, budget: int, device: torch.device) -> list[dict[str, Any]]:
+def undefended_records(params: Params, restorer: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
+                       image_ids: list[str], source: str, attack: str, budget: int,
+                       device: torch.device) -> list[dict[str, Any]]:
     """PSNR of the bare restorer on ``inputs`` (the undefended row of the grid, same images)."""
-    out = restorer.to(device).eval()(inputs.to(device)).float().cpu()
+    out = apply_batched(restorer.to(device).eval(), inputs, params.adaptive.batch_size, device)
     return [{"image_id": i, "model": model_label(source), "defense": "none", "attack": attack, "budget": budget,
              "metric": "psnr", "value": float(v)} for i, v in zip(image_ids, psnr(out, targets).tolist())]
 
@@ -126,24 +127,13 @@ def undefended_records(restorer: torch.nn.Module, inputs: torch.Tensor, targets:
 def evaluation_sets(params: Params, layout: Layout, source: str, n: int,
                     adversarial: dict[str, np.ndarray]) -> Iterator[tuple[str, int, torch.Tensor]]:
     """(attack label, budget, inputs) evaluated for ``source``: clean, non-adaptive PGD, each adaptive set."""
-    yield "clean", 0, load_pairs(layout.test_store)[0][:n]
+    yield CLEAN, 0, load_pairs(layout.test_store)[0][:n]
     has_pgd = {b for s in params.attack.attacks if s.name == "pgd" for b in s.budgets}
     for budget in params.adaptive.budgets:
         if budget in has_pgd:
             yield "pgd", budget, torch.from_numpy(read_images(layout.adversarial, array_name(source, "pgd", budget))[:n])
         for spec in params.adaptive.attacks:
             yield spec.name, budget, torch.from_numpy(adversarial[array_name(source, spec.name, budget)])
-
-
-def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """model -> defense -> ``<attack>_<budget>`` -> metric -> mean."""
-    acc: dict[tuple, list[float]] = defaultdict(list)
-    for r in records:
-        acc[(r["model"], r["defense"], f"{r['attack']}_{r['budget']}", r["metric"])].append(r["value"])
-    out: dict[str, Any] = {}
-    for (model, defense, cond, metric), vals in sorted(acc.items()):
-        out.setdefault(model, {}).setdefault(defense, {}).setdefault(cond, {})[metric] = round(float(np.mean(vals)), 4)
-    return out
 
 
 def run(params: Params, layout: Layout, device: torch.device, progress: Progress = None) -> dict[str, Any]:
@@ -164,7 +154,7 @@ def run(params: Params, layout: Layout, device: torch.device, progress: Progress
             restorer = load_restorer(layout, source)
             defended = defended_system(params, purifier, restorer, "none").to(device)
             for attack, budget, x in evaluation_sets(params, layout, source, n, adversarial):
-                records += undefended_records(restorer, x, targets, ids, source, attack, budget, device)
+                records += undefended_records(params, restorer, x, targets, ids, source, attack, budget, device)
                 records += draw_records(params, defended, x, targets, ids, source, attack, budget, device)
     return write_outputs(params, layout, adversarial, attrs, records, device)
 
@@ -182,6 +172,6 @@ def write_outputs(params: Params, layout: Layout, adversarial: dict[str, np.ndar
         for name, adv in adversarial.items():
             w.add_images(name, adv, attrs=attrs[name])
     write_records_csv(records, root(layout) / "records.csv")
-    summary = summarise(records)
+    summary = means(records)
     write_json(summary, root(layout) / "metrics.json")
     return summary

@@ -92,9 +92,9 @@ def adaptive_lines(params: Params, layout: Layout) -> list[str]:
                     return f"{v['psnr']:.2f}"
                 return f"{v['psnr_mean_draws']:.2f} / {v['psnr_worst_draw']:.2f} / {v['psnr_avg_output']:.2f}"
             adaptive_cells = [cell("purified", f"{a.name}_{budget}") for a in params.adaptive.attacks]
-            lines.append(f"| {m} | undefended | {budget}/256 | {cell('none', 'clean_0')} | {cell('none', f'pgd_{budget}')}"
+            lines.append(f"| {m} | undefended | {budget}/256 | {cell('none', 'clean')} | {cell('none', f'pgd_{budget}')}"
                          f" | " + " | ".join(cell("none", f"{a.name}_{budget}") for a in params.adaptive.attacks) + " |")
-            lines.append(f"| {m} | {defense} | {budget}/256 | {cell('purified', 'clean_0')} | "
+            lines.append(f"| {m} | {defense} | {budget}/256 | {cell('purified', 'clean')} | "
                          f"{cell('purified', f'pgd_{budget}')} | " + " | ".join(adaptive_cells) + " |")
     lines += ["", "The undefended row feeds the same adversarial inputs to the bare restorer (for the adaptive "
               "columns: inputs crafted through the purifier, without it).", ""]
