@@ -78,7 +78,8 @@ def attack_flow(params_path: str = "params.yaml", data_root: str = "data") -> di
     device = resolve_device(params.device)
     inputs, targets, ids = tt.load_split(str(layout.test_store))
     train = attack.training_pairs(params, layout)
-    results = {attack.array_name(src, spec.name, b): rt.craft(params, layout, src, spec, b, inputs, targets, ids,
+    models = rt.load_restorers(params, layout)
+    results = {attack.array_name(src, spec.name, b): rt.craft(params, models[src], src, spec, b, inputs, targets, ids,
                                                               device, train)
                for src, spec, b in attack.conditions(params)}
     return rt.write_adversarial(params, layout, results, device)
@@ -90,7 +91,8 @@ def purify_flow(params_path: str = "params.yaml", data_root: str = "data") -> di
     params, layout = _setup(params_path, data_root)
     device = resolve_device(params.device)
     _, _, ids = tt.load_split(str(layout.test_store))
-    purified = {name: rt.purify_set(params, layout, name, images, ids, device)
+    purifier = rt.load_purifier_checkpoint(layout)
+    purified = {name: rt.purify_set(params, purifier, name, images, ids, device)
                 for name, images in purify.input_sets(params, layout).items()}
     return rt.write_purified(params, layout, purified, device)
 
@@ -108,7 +110,9 @@ def evaluate_flow(params_path: str = "params.yaml", data_root: str = "data") -> 
     params, layout = _setup(params_path, data_root)
     device = resolve_device(params.device)
     _, targets, ids = tt.load_split(str(layout.test_store))
-    records = [r for cell in evaluate.cells(params) for r in rt.score_cell(params, layout, cell, targets, ids, device)]
+    models = rt.load_restorers(params, layout)
+    records = [r for cell in evaluate.cells(params)
+               for r in rt.score_cell(params, layout, models[cell[0]], cell, targets, ids, device)]
     return rt.write_evaluation(params, layout, records)
 
 

@@ -15,12 +15,23 @@ from udcshield.pipeline import adaptive, attack, evaluate, purify, report
 from udcshield.pipeline.layout import Layout
 
 
+@task(name="load-restorers", **TASK_OPTIONS)
+def load_restorers(params: Params, layout: Layout) -> dict[str, torch.nn.Module]:
+    """Every attacked restorer ``<model>/<variant>``, loaded once for the whole flow."""
+    return {source: attack.load_restorer(layout, source) for source in attack.restorers(params)}
+
+
+@task(name="load-purifier", **TASK_OPTIONS)
+def load_purifier_checkpoint(layout: Layout) -> torch.nn.Module:
+    """The trained purifier, loaded once for the whole flow."""
+    return load_purifier(layout.purifier)
+
+
 @task(name="craft-adversarial", tags=GPU_TAGS, task_run_name="craft-{source}-{spec.name}-{budget}", **TASK_OPTIONS)
-def craft(params: Params, layout: Layout, source: str, spec: AttackSpec, budget: int, inputs: torch.Tensor,
+def craft(params: Params, model: torch.nn.Module, source: str, spec: AttackSpec, budget: int, inputs: torch.Tensor,
           targets: torch.Tensor, ids: list[str], device: torch.device,
           train: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
-    """Craft one adversarial set on the bare restorer ``<model>/<variant>``."""
-    model = attack.load_restorer(layout, source)
+    """Craft one adversarial set on the bare restorer ``model`` (``source`` = ``<model>/<variant>``)."""
     return attack.craft(model, spec, budget, inputs, targets, ids, params, source, device, train)
 
 
@@ -31,10 +42,10 @@ def write_adversarial(params: Params, layout: Layout, results: dict, device: tor
 
 
 @task(name="purify-set", tags=GPU_TAGS, task_run_name="purify-{name}", **TASK_OPTIONS)
-def purify_set(params: Params, layout: Layout, name: str, images: torch.Tensor, ids: list[str],
+def purify_set(params: Params, purifier: torch.nn.Module, name: str, images: torch.Tensor, ids: list[str],
                device: torch.device) -> torch.Tensor:
     """Purify one input set (clean or adversarial)."""
-    return purify.purify_one(params, load_purifier(layout.purifier), name, images, ids, device)
+    return purify.purify_one(params, purifier, name, images, ids, device)
 
 
 @task(name="write-purified", **TASK_OPTIONS)
@@ -44,10 +55,9 @@ def write_purified(params: Params, layout: Layout, purified: dict, device: torch
 
 
 @task(name="score-cell", tags=GPU_TAGS, task_run_name="score-{cell[0]}-{cell[1]}-{cell[2]}-{cell[3]}", **TASK_OPTIONS)
-def score_cell(params: Params, layout: Layout, cell: tuple[str, str, str, int], targets: torch.Tensor,
-               ids: list[str], device: torch.device) -> list[dict[str, Any]]:
-    """Restore and score one (restorer, defense, attack, budget) cell."""
-    model = attack.load_restorer(layout, cell[0])
+def score_cell(params: Params, layout: Layout, model: torch.nn.Module, cell: tuple[str, str, str, int],
+               targets: torch.Tensor, ids: list[str], device: torch.device) -> list[dict[str, Any]]:
+    """Restore with ``model`` (the restorer named in ``cell``) and score one (restorer, defense, attack, budget) cell."""
     return evaluate.cell_records(params, layout, model, cell, targets, ids, device)
 
 
