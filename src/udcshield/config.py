@@ -303,9 +303,10 @@ class AttackConfig:
     objective: Literal["mse", "l1"] = "mse"
     reference: Literal["target", "clean_output"] = "target"
     batch_size: int = 16
+    shard_size: int = 16              # images per shard (unit of scheduling and of resume); see RunnerConfig
 
     def validate(self, where: str) -> None:
-        _positive(self, where, "batch_size")
+        _positive(self, where, "batch_size", "shard_size")
         if not self.models:
             raise ConfigError(f"{where}.models must list at least one of base, finetuned")
         names = [a.name for a in self.attacks]
@@ -330,9 +331,10 @@ class PurifyConfig:
     eta: float = 0.0
     guidance_scale: float = 0.0
     batch_size: int = 32
+    shard_size: int = 32              # images per shard (unit of scheduling and of resume); see RunnerConfig
 
     def validate(self, where: str) -> None:
-        _positive(self, where, "t_star", "batch_size")
+        _positive(self, where, "t_star", "batch_size", "shard_size")
         _non_negative(self, where, "guidance_scale")
         if not 0.0 <= self.eta <= 1.0:
             raise ConfigError(f"{where}.eta must be in [0, 1], got {self.eta}")
@@ -409,6 +411,37 @@ class ReportConfig:
 
 
 @dataclass(frozen=True)
+class RunnerConfig:
+    """Where the sharded stages (``attack``, ``purify``) run; results are bit-identical on either runner.
+
+    ``kind``: ``local`` runs shards one after another in the flow's process; ``dask`` submits them
+    through prefect-dask's DaskTaskRunner to a dask.distributed cluster: the scheduler at ``address``
+    (e.g. ``tcp://10.0.0.5:8786``; also read from the environment variable UDCSHIELD_DASK_ADDRESS
+    when null), or else a LocalCluster of ``n_workers`` workers with ``threads_per_worker`` threads each,
+    in threads of the flow's process (``processes: false``) or in separate processes.
+    ``shard_cache``: folder or fsspec URL for finished shards (null: ``<data root>/.shards``); a killed
+    stage reruns only the missing shards. ``keep_shards``: keep them after the stage's store is written.
+    Not a DVC parameter of any stage: changing the runner does not change a result.
+    """
+
+    kind: Literal["local", "dask"] = "local"
+    address: str | None = None
+    n_workers: int = 2
+    threads_per_worker: int = 1
+    processes: bool = False
+    shard_cache: str | None = None
+    keep_shards: bool = False
+
+    def validate(self, where: str) -> None:
+        _positive(self, where, "n_workers", "threads_per_worker")
+        if self.address is not None and self.kind != "dask":
+            raise ConfigError(f"{where}.address is set ({self.address!r}) but {where}.kind is {self.kind!r}; "
+                              f"set {where}.kind to dask")
+        if self.shard_cache is not None and not self.shard_cache.strip():
+            raise ConfigError(f"{where}.shard_cache must be a folder, a URL or null, got an empty string")
+
+
+@dataclass(frozen=True)
 class Params:
     """The whole ``params.yaml``."""
 
@@ -423,6 +456,7 @@ class Params:
     adaptive: AdaptiveConfig = field(default_factory=AdaptiveConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    runner: RunnerConfig = field(default_factory=RunnerConfig)
 
     def validate(self, where: str = "params") -> None:
         if self.seed < 0:
