@@ -9,7 +9,6 @@ from prefect import task
 
 from tasks.common import GPU_TAGS, TASK_OPTIONS, progress_logger
 from udcshield.config import Params
-from udcshield.defenses.purifier import load_purifier
 from udcshield.models.checkpoint import load_checkpoint
 from udcshield.pipeline import finetune, train
 from udcshield.pipeline.common import load_pairs
@@ -47,19 +46,19 @@ def save_purifier(params: Params, layout: Layout, purifier: torch.nn.Module, his
     return train.save_purifier_outputs(params, layout, purifier, history, device)
 
 
-@task(name="purify-training-inputs", tags=GPU_TAGS, **TASK_OPTIONS)
-def purify_training_inputs(params: Params, layout: Layout, inputs: torch.Tensor, targets: torch.Tensor,
-                           ids: list[str], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Purify the training inputs at each configured t*."""
-    return finetune.purified_training_pairs(params, load_purifier(layout.purifier), inputs, targets, ids, device)
+@task(name="finetune-training-sets", tags=GPU_TAGS, **TASK_OPTIONS)
+def finetune_training_sets(params: Params, layout: Layout, device: torch.device):
+    """The clean training pairs and, for modes purified and mixed, the inputs purified at each t*."""
+    return finetune.training_sets(params, layout, device)
 
 
 @task(name="fit-finetuned", tags=GPU_TAGS, task_run_name="fit-finetuned-{name}", **TASK_OPTIONS)
-def fit_finetuned(params: Params, layout: Layout, name: str, inputs: torch.Tensor, targets: torch.Tensor,
-                  device: torch.device):
-    """Fine-tune base restorer ``name`` on purified inputs; returns (model, history)."""
+def fit_finetuned(params: Params, layout: Layout, name: str, clean: tuple[torch.Tensor, torch.Tensor],
+                  purified: tuple[torch.Tensor, torch.Tensor] | None, device: torch.device):
+    """Fine-tune base restorer ``name`` in ``finetune.mode``; returns (model, history)."""
     model = load_checkpoint(layout.restorer(name))
-    history = finetune.fit_finetuned(params, name, model, inputs, targets, device, progress_logger(f"finetune {name}"))
+    history = finetune.fit_finetuned(params, name, model, clean, purified, device,
+                                     progress_logger(f"finetune {name}"))
     return model, history
 
 

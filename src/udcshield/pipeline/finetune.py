@@ -1,8 +1,11 @@
-"""Stage ``finetune``: fine-tune the restorer on purified training inputs (Song et al., arXiv 2402.13629).
+"""Stage ``finetune``: fine-tune each base restorer for robustness, in the mode ``finetune.mode`` selects.
 
-The training inputs are purified at several diffusion depths t* (the study varied 50-100 steps for
-diversity), optionally alongside the clean inputs, and the base restorer is trained further on
-(purified input, ground truth) pairs with a smaller learning rate and cosine decay.
+``purified`` (the default, Song et al., arXiv 2402.13629): the training inputs are purified at several
+diffusion depths t* (the study varied 50-100 steps for diversity), optionally alongside the clean inputs,
+and the restorer is trained further on (purified input, ground truth) pairs with a smaller learning rate
+and cosine decay. ``adversarial`` (Madry et al. 2018), ``trades`` (Zhang et al. 2019) and ``mixed``
+(purified + adversarial batches) craft PGD examples against the current weights at every step; see
+:mod:`udcshield.training.robust`. ``finetune.trainable`` restricts which layers learn.
 """
 
 from __future__ import annotations
@@ -18,12 +21,19 @@ from udcshield.defenses.purifier import DiffusionPurifier, load_purifier
 from udcshield.models.checkpoint import load_checkpoint, save_checkpoint
 from udcshield.pipeline.common import load_pairs, write_rows_csv
 from udcshield.pipeline.layout import Layout
+from udcshield.progress import ProgressMeter
 from udcshield.seeding import torch_generator
 from udcshield.store.provenance import make_provenance
 from udcshield.training.perceptual import restoration_loss
-from udcshield.training.restorer import train_restorer
+from udcshield.training.robust import finetune_restorer
 
 Progress = Callable[[dict], None] | None
+Pairs = tuple[torch.Tensor, torch.Tensor]
+
+
+def needs_purified(params: Params) -> bool:
+    """Whether ``finetune.mode`` trains on purified inputs (``purified`` and ``mixed``)."""
+    return params.finetune.mode in ("purified", "mixed")
 
 
 def purified_training_pairs(params: Params, purifier: DiffusionPurifier, inputs: torch.Tensor,
@@ -46,40 +56,86 @@ def purified_training_pairs(params: Params, purifier: DiffusionPurifier, inputs:
     return torch.cat(sets), torch.cat(refs)
 
 
-def fit_finetuned(params: Params, name: str, model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
+def step_meter(label: str, total: int, progress: Progress) -> Progress:
+    """Adapt training-history rows (step, loss, lr) to :class:`udcshield.progress.ProgressMeter` rows
+    (steps done, steps/s, ETA, loss) handed to ``progress``; None when ``progress`` is None."""
+    if progress is None:
+        return None
+    meter = ProgressMeter(total=total, label=label, emit=progress, unit="step")
+
+    def on_row(row: dict) -> None:
+        meter.update(int(row["step"]) - meter.done, loss=row["loss"], lr=row["lr"])
+
+    return on_row
+
+
+def fit_finetuned(params: Params, name: str, model: torch.nn.Module, clean: Pairs, purified: Pairs | None,
                   device: torch.device, progress: Progress = None) -> list[dict]:
-    """Fine-tune restorer ``name`` (``model``, in place) on (inputs, targets); returns the training history."""
+    """Fine-tune restorer ``name`` (``model``, in place) in ``finetune.mode``; returns the training history.
+
+    ``clean``: the (inputs, targets) training pairs, (N, 3, H, W) in [0, 1] (adversarial examples are
+    crafted from them); ``purified``: the pairs of :func:`purified_training_pairs` (modes purified, mixed).
+    """
     cfg = params.finetune
     gen = torch_generator(params.seed, f"finetune/{name}/batches")
-    return train_restorer(model, inputs, targets, iterations=cfg.iterations, batch_size=cfg.batch_size,
-                          crop_size=cfg.crop_size, lr=cfg.lr, lr_min=cfg.lr_min,
-                          loss=restoration_loss(cfg.loss, params.train.perceptual_weight,
-                                                params.train.vgg_weights_path), flips=cfg.flips,
-                          color_jitter=cfg.color_jitter, generator=gen, device=device, log_every=50,
-                          progress=progress)
+    return finetune_restorer(
+        model, clean[0], clean[1], mode=cfg.mode,
+        purified_inputs=None if purified is None else purified[0],
+        purified_targets=None if purified is None else purified[1],
+        attack_eps=cfg.attack_budget / 256.0, attack_steps=cfg.attack_steps, trades_beta=cfg.trades_beta,
+        adversarial_weight=cfg.adversarial_weight, objective="mse" if cfg.loss == "l2" else "l1",
+        trainable=cfg.trainable, iterations=cfg.iterations, batch_size=cfg.batch_size, crop_size=cfg.crop_size,
+        lr=cfg.lr, lr_min=cfg.lr_min,
+        loss=restoration_loss(cfg.loss, params.train.perceptual_weight, params.train.vgg_weights_path),
+        flips=cfg.flips, color_jitter=cfg.color_jitter, generator=gen, device=device, log_every=50,
+        progress=step_meter(f"finetune {name} [{cfg.mode}]", cfg.iterations, progress))
+
+
+def training_sets(params: Params, layout: Layout, device: torch.device) -> tuple[Pairs, Pairs | None]:
+    """The clean training pairs and, for modes that need them, the purified ones (purifier loaded here)."""
+    inputs, targets, ids = load_pairs(layout.train_store)
+    purified = None
+    if needs_purified(params):
+        purified = purified_training_pairs(params, load_purifier(layout.purifier), inputs, targets, ids, device)
+    return (inputs, targets), purified
 
 
 def run(params: Params, layout: Layout, device: torch.device, progress: Progress = None) -> dict[str, Any]:
-    """Whole stage: purify the training inputs once, fine-tune every base restorer on them, save each."""
-    inputs, targets, ids = load_pairs(layout.train_store)
-    purifier = load_purifier(layout.purifier)
-    ft_inputs, ft_targets = purified_training_pairs(params, purifier, inputs, targets, ids, device)
+    """Whole stage: build the training sets once, fine-tune every base restorer on them, save each."""
+    clean, purified = training_sets(params, layout, device)
     out = {}
     for spec in params.train.models:
         model = load_checkpoint(layout.restorer(spec.name))
-        history = fit_finetuned(params, spec.name, model, ft_inputs, ft_targets, device, progress)
-        out[spec.name] = save_outputs(params, layout, spec.name, model, history, int(ft_inputs.shape[0]), device)
+        history = fit_finetuned(params, spec.name, model, clean, purified, device, progress)
+        out[spec.name] = save_outputs(params, layout, spec.name, model, history, pair_count(params, clean, purified),
+                                      device)
     return out
+
+
+def pair_count(params: Params, clean: Pairs, purified: Pairs | None) -> int:
+    """Training pairs the mode draws from: purified ones, clean ones, or both (mixed)."""
+    n_clean, n_pur = int(clean[0].shape[0]), 0 if purified is None else int(purified[0].shape[0])
+    return {"purified": n_pur, "mixed": n_pur + n_clean}.get(params.finetune.mode, n_clean)
 
 
 def save_outputs(params: Params, layout: Layout, name: str, model: torch.nn.Module, history: list[dict], pairs: int,
                  device: torch.device) -> dict[str, Any]:
-    """Write the fine-tuned checkpoint of ``name`` (provenance in config.json) and its training curve."""
+    """Write the fine-tuned checkpoint of ``name`` (provenance in config.json) and its training curve.
+
+    Returns {"pairs", "final_loss", "mode", "trainable_parameters", "frozen_parameters"} (counts of scalars).
+    """
+    seeds = {"seed": params.seed, "batches": f"finetune/{name}/batches"}
+    if needs_purified(params):
+        seeds["purify"] = "finetune/purify/t<t_star>/<image_id>"
+    if params.finetune.mode != "purified":
+        seeds["inner_attack"] = f"per-image random starts drawn from finetune/{name}/batches"
     prov = make_provenance("finetune", to_dict(params.finetune),
                            inputs={"train": layout.train_store, "restorer": layout.restorer(name),
                                    "purifier": layout.purifier},
-                           seeds={"seed": params.seed, "purify": "finetune/purify/t<t_star>/<image_id>",
-                                  "batches": f"finetune/{name}/batches"}, device=str(device))
+                           seeds=seeds, device=str(device))
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
     save_checkpoint(model.cpu(), layout.finetuned(name), extra={"provenance": prov})
     write_rows_csv(history, layout.log("finetune", name))
-    return {"pairs": pairs, "final_loss": history[-1]["loss"]}
+    return {"pairs": pairs, "final_loss": history[-1]["loss"], "mode": params.finetune.mode,
+            "trainable_parameters": trainable, "frozen_parameters": frozen}

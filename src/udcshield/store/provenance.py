@@ -2,7 +2,8 @@
 
 Fields: stage, resolved params of the stage, input artifacts with content digests, seeds, code version
 (git commit and dirty flag when available, else the package version), library versions and device.
-No environment variables, host names or credentials are recorded.
+No environment variables, host names or credentials are recorded: the user:password part of any URL
+in the record (params, input paths, extra fields) is replaced by ``***`` (``redact_credentials``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import importlib.metadata
 import platform
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,8 @@ from typing import Any
 import udcshield
 from udcshield.store.hashing import tree_sha256
 
+# scheme://user:password@host: the userinfo is everything from "//" to the last "@" before the path.
+_URL_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s]*@")
 _LIBRARIES = ("torch", "numpy", "zarr", "diffusers", "torchattacks", "scikit-image", "safetensors", "prefect", "dvc")
 
 
@@ -51,11 +55,23 @@ def input_digests(inputs: dict[str, str | Path]) -> dict[str, dict[str, str]]:
     return {name: {"path": Path(p).as_posix(), "sha256": tree_sha256(p)} for name, p in inputs.items()}
 
 
+def redact_credentials(value: Any) -> Any:
+    """Copy of ``value`` (nested dicts, lists, tuples, strings, scalars) in which every URL's
+    ``user:password@`` is replaced by ``***@``; other values are returned unchanged."""
+    if isinstance(value, str):
+        return _URL_USERINFO.sub(r"\g<scheme>***@", value)
+    if isinstance(value, dict):
+        return {redact_credentials(k): redact_credentials(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(redact_credentials(v) for v in value)
+    return value
+
+
 def make_provenance(stage: str, params: dict[str, Any], *, inputs: dict[str, str | Path] | None = None,
                     seeds: dict[str, Any] | None = None, device: str = "cpu",
                     extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Build the provenance dictionary stored in a zarr store's attributes or a JSON sidecar."""
-    return {
+    return redact_credentials({
         "stage": stage,
         "params": params,
         "inputs": input_digests(inputs or {}),
@@ -65,4 +81,4 @@ def make_provenance(stage: str, params: dict[str, Any], *, inputs: dict[str, str
         "device": device,
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         **(extra or {}),
-    }
+    })

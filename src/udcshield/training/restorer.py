@@ -19,7 +19,8 @@ from torch import nn
 from udcshield.models.registry import check_image_batch
 from udcshield.training.augment import random_crop_flip_jitter
 
-__all__ = ["train_restorer", "cosine_lr", "check_training_args", "draw_batch", "train_loop", "LossFn"]
+__all__ = ["train_restorer", "cosine_lr", "check_training_args", "draw_batch", "train_loop", "resolve_loss",
+           "trainable_parameters", "LossFn"]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 _LOSSES: dict[str, LossFn] = {"l2": F.mse_loss, "l1": F.l1_loss}
@@ -65,6 +66,36 @@ def draw_batch(inputs: torch.Tensor, targets: torch.Tensor, *, batch_size: int, 
                                    color_jitter=color_jitter, generator=generator)
 
 
+def resolve_loss(loss: str | LossFn) -> LossFn:
+    """``"l2"`` (MSE), ``"l1"`` or a callable ``(output, target) -> scalar`` as a callable; ValueError otherwise."""
+    if callable(loss):
+        return loss
+    if loss in _LOSSES:
+        return _LOSSES[loss]
+    raise ValueError(f"unknown loss {loss!r}; choose one of {sorted(_LOSSES)} or pass a callable")
+
+
+def trainable_parameters(module: nn.Module) -> list[nn.Parameter]:
+    """The parameters of ``module`` with ``requires_grad`` (frozen ones are left out of the optimizer).
+
+    Raises ValueError when every parameter is frozen (nothing would train).
+    """
+    params = [p for p in module.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError(f"{type(module).__name__} has no trainable parameter (all have requires_grad=False)")
+    return params
+
+
+def _freeze_norm_statistics(module: nn.Module) -> None:
+    """Keep batch-norm layers whose parameters are all frozen in eval mode, so their running statistics
+    (buffers) stay unchanged too; called after ``module.train()``."""
+    for sub in module.modules():
+        if isinstance(sub, nn.modules.batchnorm._BatchNorm):
+            own = list(sub.parameters(recurse=False))
+            if own and not any(p.requires_grad for p in own):
+                sub.eval()
+
+
 def train_loop(
     module: nn.Module,
     step_loss: Callable[[torch.Generator], torch.Tensor],
@@ -81,7 +112,9 @@ def train_loop(
     """Adam with cosine decay (:func:`cosine_lr`) on ``step_loss(generator)``, one scalar loss per step.
 
     Shared by :func:`train_restorer` and the DDPM trainer; ``step_loss`` draws its own batch from
-    ``generator``. ``module`` is moved to ``device``, trained, and left in eval mode, also on error.
+    ``generator``. ``module`` is moved to ``device``, trained, and left in eval mode, also on error. Only
+    parameters with ``requires_grad`` are optimized (:func:`trainable_parameters`); batch-norm layers whose
+    parameters are all frozen stay in eval mode.
 
     Returns:
         History rows ``{"step", "loss", "lr", "elapsed_s"}`` as documented in :func:`train_restorer`.
@@ -90,11 +123,12 @@ def train_loop(
         FloatingPointError: NaN/inf loss (the message starts with ``name`` and names the step).
     """
     module.to(device)
-    optimizer = torch.optim.Adam(module.parameters(), lr=lr)
+    optimizer = torch.optim.Adam(trainable_parameters(module), lr=lr)
     history: list[dict] = []
     window: list[float] = []
     start = time.perf_counter()
     module.train()
+    _freeze_norm_statistics(module)
     try:
         for step in range(iterations):
             step_lr = cosine_lr(step, iterations, lr, lr_min)
@@ -167,12 +201,7 @@ def train_restorer(
     check_image_batch(targets, "targets")
     if inputs.shape != targets.shape:
         raise ValueError(f"inputs {tuple(inputs.shape)} and targets {tuple(targets.shape)} differ in shape")
-    if callable(loss):
-        loss_fn = loss
-    elif loss in _LOSSES:
-        loss_fn = _LOSSES[loss]
-    else:
-        raise ValueError(f"unknown loss {loss!r}; choose one of {sorted(_LOSSES)} or pass a callable")
+    loss_fn = resolve_loss(loss)
 
     def step_loss(generator: torch.Generator) -> torch.Tensor:
         batch_in, batch_tgt = draw_batch(inputs, targets, batch_size=batch_size, crop_size=crop_size, flips=flips,
