@@ -16,7 +16,7 @@ from tasks import robustness as rt
 from tasks import simulate as st
 from tasks import train as tt
 from udcshield.config import Params, load_params
-from udcshield.pipeline import attack, evaluate, purify
+from udcshield.pipeline import attack, evaluate, finetune, purify
 from udcshield.pipeline.layout import Layout, configure_torch, resolve_device
 
 
@@ -59,15 +59,15 @@ def train_purifier_flow(params_path: str = "params.yaml", data_root: str = "data
 
 @flow(name="finetune", log_prints=True)
 def finetune_flow(params_path: str = "params.yaml", data_root: str = "data") -> dict[str, Any]:
-    """Purify the training inputs at several depths and fine-tune every restorer on them."""
+    """Fine-tune every restorer in ``finetune.mode`` (purified inputs, adversarial, TRADES or mixed)."""
     params, layout = _setup(params_path, data_root)
     device = resolve_device(params.device)
-    inputs, targets, ids = tt.load_split(str(layout.train_store))
-    ft_inputs, ft_targets = tt.purify_training_inputs(params, layout, inputs, targets, ids, device)
+    clean, purified = tt.finetune_training_sets(params, layout, device)
+    pairs = finetune.pair_count(params, clean, purified)
     out = {}
     for spec in params.train.models:
-        model, history = tt.fit_finetuned(params, layout, spec.name, ft_inputs, ft_targets, device)
-        out[spec.name] = tt.save_finetuned(params, layout, spec.name, model, history, int(ft_inputs.shape[0]), device)
+        model, history = tt.fit_finetuned(params, layout, spec.name, clean, purified, device)
+        out[spec.name] = tt.save_finetuned(params, layout, spec.name, model, history, pairs, device)
     return out
 
 

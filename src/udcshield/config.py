@@ -220,8 +220,20 @@ class PurifierConfig:
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    """Fine-tuning on purified training inputs with varied diffusion depth (Song et al.: 50-100 steps)."""
+    """Fine-tuning of each base restorer, in one of four modes (see :mod:`udcshield.training.robust`).
 
+    ``mode``: ``purified`` (the study, Song et al. arXiv 2402.13629: training inputs purified at varied
+    diffusion depth, 50-100 steps in the study), ``adversarial`` (PGD examples crafted on the fly against
+    the current model, Madry et al. 2018), ``trades`` (clean loss + ``trades_beta`` x MSE(f(x_adv), f(x)),
+    Zhang et al. 2019 adapted to restoration) or ``mixed`` (each batch half purified, half adversarial).
+    The inner PGD has L-inf radius ``attack_budget``/256 and ``attack_steps`` steps. ``adversarial_weight``
+    w weighs the adversarial term against the benign one: (1 - w) x benign + w x adversarial (benign =
+    clean inputs in ``adversarial`` mode, purified ones in ``mixed``; w = 1 is Madry et al.'s objective,
+    0.5 Goodfellow et al. 2015's). ``trainable``: ``all`` or a list of parameter-name prefixes (e.g.
+    ``[decoders, tail]``); every other parameter is frozen.
+    """
+
+    mode: Literal["purified", "adversarial", "trades", "mixed"] = "purified"
     t_stars: tuple[int, ...] = (30, 50, 70)
     num_steps: int | None = 10
     purify_batch_size: int = 32
@@ -234,14 +246,56 @@ class FinetuneConfig:
     flips: bool = True
     color_jitter: float = 0.05
     include_clean: bool = True
+    attack_budget: int = 8
+    attack_steps: int = 3
+    trades_beta: float = 1.0
+    adversarial_weight: float = 0.5
+    trainable: str | tuple[str, ...] = "all"
 
     def validate(self, where: str) -> None:
-        _positive(self, where, "purify_batch_size", "iterations", "batch_size", "crop_size", "lr")
-        _non_negative(self, where, "lr_min", "color_jitter")
+        _positive(self, where, "purify_batch_size", "iterations", "batch_size", "crop_size", "lr", "attack_steps")
+        _non_negative(self, where, "lr_min", "color_jitter", "attack_budget", "trades_beta")
         if not self.t_stars or any(t <= 0 for t in self.t_stars):
             raise ConfigError(f"{where}.t_stars must be positive diffusion steps, got {list(self.t_stars)}")
         if self.num_steps is not None and self.num_steps <= 0:
             raise ConfigError(f"{where}.num_steps must be positive or null, got {self.num_steps}")
+        if self.attack_budget > 256:
+            raise ConfigError(f"{where}.attack_budget must be at most 256 (units of 1/256), got {self.attack_budget}")
+        if not 0.0 <= self.adversarial_weight <= 1.0:
+            raise ConfigError(f"{where}.adversarial_weight must be in [0, 1], got {self.adversarial_weight}")
+        if self.mode == "mixed" and self.batch_size < 2:
+            raise ConfigError(f"{where}.batch_size must be >= 2 in mode 'mixed' (half purified, half adversarial)")
+        if isinstance(self.trainable, str):
+            if self.trainable != "all":
+                raise ConfigError(f"{where}.trainable must be 'all' or a list of parameter-name prefixes, "
+                                  f"got {self.trainable!r}")
+        elif not self.trainable or any(not p or p.startswith(".") or p.endswith(".") for p in self.trainable):
+            raise ConfigError(f"{where}.trainable must be 'all' or a non-empty list of parameter-name prefixes "
+                              f"such as [decoders, tail], got {list(self.trainable)}")
+        elif len(set(self.trainable)) != len(self.trainable):
+            raise ConfigError(f"{where}.trainable lists a prefix twice: {list(self.trainable)}")
+
+    def check_models(self, models: tuple[ModelSpec, ...], where: str) -> None:
+        """ConfigError naming ``<where>.trainable`` when a prefix matches no parameter of some restorer.
+
+        Each restorer is built on the meta device (no memory, no initialisation cost) to list its names.
+        """
+        if isinstance(self.trainable, str):
+            return
+        import torch
+
+        from udcshield.models.registry import create_restorer
+        from udcshield.training.robust import unknown_prefixes
+
+        for spec in models:
+            with torch.device("meta"):
+                model = create_restorer(spec.name, **spec.kwargs)
+            names = [name for name, _ in model.named_parameters()]
+            unknown = unknown_prefixes(names, self.trainable)
+            if unknown:
+                tops = sorted({name.split(".")[0] for name in names})
+                raise ConfigError(f"{where}.trainable: prefixes {unknown} match no parameter of restorer "
+                                  f"{spec.name!r} (its top-level parameter groups: {', '.join(tops)})")
 
 
 ATTACK_NAMES = ("fgsm", "pgd", "bim", "mifgsm", "pgd_l2", "cw", "lpips_pgd", "simba", "square", "universal")
@@ -388,6 +442,82 @@ class AdaptiveConfig:
 
 
 @dataclass(frozen=True)
+class SweepSampler:
+    """One reverse-chain setting of the sweep: ``sampler`` with ``num_steps`` network evaluations (null:
+    every step from t* to 1) and DDIM's ``eta``."""
+
+    sampler: Literal["ddpm", "ddim"] = "ddpm"
+    num_steps: int | None = None
+    eta: float = 0.0
+
+    @property
+    def label(self) -> str:
+        """Short name, e.g. ``ddpm-all``, ``ddpm-10``, ``ddim-5`` (``-eta0.5`` appended for DDIM with eta > 0)."""
+        steps = "all" if self.num_steps is None else str(self.num_steps)
+        eta = f"-eta{self.eta:g}" if self.sampler == "ddim" and self.eta > 0 else ""
+        return f"{self.sampler}-{steps}{eta}"
+
+    def validate(self, where: str) -> None:
+        if self.num_steps is not None and self.num_steps <= 0:
+            raise ConfigError(f"{where}.num_steps must be positive or null, got {self.num_steps}")
+        if not 0.0 <= self.eta <= 1.0:
+            raise ConfigError(f"{where}.eta must be in [0, 1], got {self.eta}")
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """t* x sampler sweep of the purifier on the first ``max_images`` test images (DDPM vs few-step DDIM).
+
+    For every t* and sampler setting: network evaluations per image, wall time, images/s, and the base
+    restorer's PSNR on purified clean inputs and on purified adversarial inputs (the attack stage's
+    ``attack`` set at its largest budget), averaged over ``draws`` purifier draws. The setting
+    ``ddpm`` with ``num_steps: null`` (the full chain) is the reference each few-step setting is compared
+    with; ``tolerance_db`` is the allowed loss of defended PSNR (the issue's target: 0.3 dB).
+    """
+
+    enabled: bool = True
+    t_stars: tuple[int, ...] = (20, 50, 100)
+    samplers: tuple[SweepSampler, ...] = (SweepSampler("ddpm", None), SweepSampler("ddpm", 10),
+                                          SweepSampler("ddim", 2), SweepSampler("ddim", 5),
+                                          SweepSampler("ddim", 10))
+    max_images: int = 4
+    draws: int = 2
+    attack: str = "pgd"
+    batch_size: int = 32
+    tolerance_db: float = 0.3
+
+    def validate(self, where: str) -> None:
+        _positive(self, where, "max_images", "draws", "batch_size")
+        _non_negative(self, where, "tolerance_db")
+        if not self.t_stars or any(t <= 0 for t in self.t_stars) or len(set(self.t_stars)) != len(self.t_stars):
+            raise ConfigError(f"{where}.t_stars must be distinct positive diffusion steps, got {list(self.t_stars)}")
+        if not self.samplers:
+            raise ConfigError(f"{where}.samplers must list at least one setting")
+        for i, spec in enumerate(self.samplers):
+            spec.validate(f"{where}.samplers[{i}]")
+            if spec.num_steps is not None and spec.num_steps > min(self.t_stars):
+                raise ConfigError(f"{where}.samplers[{i}].num_steps ({spec.num_steps}) exceeds the smallest t* "
+                                  f"({min(self.t_stars)})")
+        labels = [s.label for s in self.samplers]
+        if len(set(labels)) != len(labels):
+            raise ConfigError(f"{where}.samplers lists a setting twice: {labels}")
+        if "ddpm-all" not in labels:
+            raise ConfigError(f"{where}.samplers must include the full DDPM chain {{sampler: ddpm, num_steps: null}}, "
+                              "the reference of the comparison")
+
+    def check_attack(self, attack: AttackConfig, where: str) -> None:
+        """ConfigError naming ``<where>.attack`` unless the attack stage crafts that attack on base restorers."""
+        if not self.enabled:
+            return
+        names = [a.name for a in attack.attacks]
+        if self.attack not in names:
+            raise ConfigError(f"{where}.attack {self.attack!r} is not crafted by the attack stage "
+                              f"(attack.attacks: {', '.join(names)})")
+        if "base" not in attack.models:
+            raise ConfigError(f"{where} needs 'base' in attack.models (it scores the base restorer)")
+
+
+@dataclass(frozen=True)
 class EvaluateConfig:
     """Per-image metrics under the SYNTH convention (DESIGN.md section 4)."""
 
@@ -454,6 +584,7 @@ class Params:
     attack: AttackConfig = field(default_factory=AttackConfig)
     purify: PurifyConfig = field(default_factory=PurifyConfig)
     adaptive: AdaptiveConfig = field(default_factory=AdaptiveConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     runner: RunnerConfig = field(default_factory=RunnerConfig)
@@ -465,6 +596,7 @@ class Params:
             value = getattr(self, f.name)
             if dataclasses.is_dataclass(value):
                 value.validate(f.name)
+        self.finetune.check_models(self.train.models, "finetune")
 
 
 # --------------------------------------------------------------------------------------------- loading
