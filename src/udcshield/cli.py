@@ -2,9 +2,13 @@
 
     udcshield validate [--params params.yaml]
     udcshield run <stage> [--params params.yaml] [--data data]
+    udcshield audit <artifact | store array | metric key> [--repo .] [--json]
 
 The Prefect flows (``python -m flows <stage>``, used by ``dvc repro``) call the same entry points.
 Errors (bad params, missing or corrupt inputs) print one line naming the culprit and exit non-zero.
+``audit`` traces an artifact back through ``dvc.lock`` and verifies its hashes: exit 0 when every check
+passes, 1 when something was altered (each altered file, array or params key is named), 2 when the
+target cannot be resolved.
 """
 
 from __future__ import annotations
@@ -55,7 +59,14 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("stage", choices=STAGES)
     p_run.add_argument("--params", default="params.yaml")
     p_run.add_argument("--data", default="data")
+    p_audit = sub.add_parser("audit", help="trace an artifact or metric to its inputs and verify every hash")
+    p_audit.add_argument("target", help="path (data/report/report.md), store array "
+                                        "(data/attack/adversarial.zarr/<array>) or metric key")
+    p_audit.add_argument("--repo", default=None, help="repository with dvc.yaml/dvc.lock (default: found upward)")
+    p_audit.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
+    if args.command == "audit":
+        return _audit(args.target, args.repo, args.json)
     try:
         params = load_params(args.params)
     except ConfigError as exc:
@@ -71,6 +82,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"udcshield: error in stage {args.stage}: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+def _audit(target: str, repo: str | None, as_json: bool) -> int:
+    """``udcshield audit``: 0 when every check passes, 1 when any fails, 2 when the target is unknown."""
+    from udcshield.audit import AuditError, audit
+
+    try:
+        report = audit(target, repo)
+    except AuditError as exc:
+        print(f"udcshield: audit error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(report.to_dict(), indent=2, default=str) if as_json else report.to_text(), end="" if not as_json else "\n")
+    if not report.ok:
+        names = ", ".join(sorted({c.subject for c in report.failures}))
+        print(f"udcshield: audit failed: {len(report.failures)} check(s) failed: {names}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -16,13 +16,15 @@ from typing import Any
 import numpy as np
 
 from udcshield.config import OpticsConfig, Params, SimulateConfig, to_dict
-from udcshield.data.datasets import load_dataset, load_psf_bank
+from udcshield.data.datasets import _split_dir, load_dataset, load_psf_bank
 from udcshield.data.simulate import SimulatedSplit, simulate_split
+from udcshield.data.sources import EMBEDDED_PHOTOS
 from udcshield.physics.masks import display_mask, load_user_mask
 from udcshield.physics.psf import compute_psf, psf_bank
 from udcshield.physics.spectral import load_sensor_response, spectral_psf
 from udcshield.pipeline.layout import Layout
 from udcshield.seeding import numpy_rng
+from udcshield.store.hashing import array_sha256, file_sha256, tree_sha256
 from udcshield.store.provenance import make_provenance
 from udcshield.store.zarr_io import write_store
 
@@ -96,12 +98,44 @@ def simulate(cfg: SimulateConfig, psfs: np.ndarray, split: str, seed: int) -> Si
                                         "white_level": cfg.formation.white_level})
 
 
+def source_digests(cfg: SimulateConfig, split: str) -> list[dict[str, str]]:
+    """What a split was made from, for the lineage audit: one ``{id, origin, sha256}`` per source.
+
+    Embedded photos: SHA-256 of the decoded pixels (``array_sha256`` of ``skimage.data.<name>()``), as the
+    wheel's file layout may change; photo files: SHA-256 of the file; paired datasets: ``tree_sha256`` of
+    the split folder (every file in it).
+    """
+    if cfg.source in PAIRED_SOURCES:
+        folder = _split_dir(Path(cfg.dataset_root or ""), split)
+        return [{"id": folder.name, "origin": folder.as_posix(), "sha256": tree_sha256(folder)}]
+    if cfg.source == "folder":
+        return [{"id": Path(f).stem, "origin": Path(f).as_posix(), "sha256": file_sha256(f)}
+                for f in folder_photos(cfg.dataset_root, split)[:cfg.max_images]]
+    out = []
+    for name in {"train": cfg.train_photos, "test": cfg.test_photos}[split]:
+        if name in EMBEDDED_PHOTOS:
+            import skimage.data
+
+            out.append({"id": name, "origin": f"skimage.data.{name}",
+                        "sha256": array_sha256(np.asarray(getattr(skimage.data, name)()))})
+        else:
+            out.append({"id": Path(name).stem, "origin": Path(name).as_posix(), "sha256": file_sha256(name)})
+    return out
+
+
+def optics_files(optics: OpticsConfig) -> dict[str, str]:
+    """Files the PSFs were computed from (user mask, sensor response), by role; empty for built-in masks."""
+    files = {"user_mask": optics.user_mask_path, "spectral_response": optics.spectral_response_path}
+    return {role: path for role, path in files.items() if path}
+
+
 def write_outputs(layout: Layout, params: Params, psfs: np.ndarray, splits: dict[str, SimulatedSplit]) -> dict[str, Any]:
     """Write psf.zarr, train.zarr and test.zarr atomically with provenance; return a summary."""
     section = to_dict(params.simulate)
     seeds = {"seed": params.seed, "derivation": "derive_seed(seed, 'simulate/<split>', image_id)"}
     optics = params.simulate.optics
-    with write_store(layout.psf_store, make_provenance(STAGE, section, seeds=seeds)) as w:
+    psf_prov = make_provenance(STAGE, section, seeds=seeds, inputs=optics_files(optics))
+    with write_store(layout.psf_store, psf_prov) as w:
         w.add_array("psf", psfs.astype(np.float64), attrs={"axes": "K,C,Y,X", "wavelengths_nm": list(optics.wavelengths_nm),
                                                               "sensor_pitch_um": optics.sensor_pitch_um})
         w.add_array("mask", unit_cell(optics).astype(np.float32),
@@ -110,6 +144,7 @@ def write_outputs(layout: Layout, params: Params, psfs: np.ndarray, splits: dict
     for split, data in splits.items():
         attrs = make_provenance(STAGE, section, seeds=seeds, inputs={"psf": layout.psf_store},
                                 extra={"split": split, "image_ids": list(data.image_ids),
+                                       "sources": source_digests(params.simulate, split),
                                        "value_domain": "tone-mapped v/(v+knee), [0,1]"})
         with write_store(layout.simulated / f"{split}.zarr", attrs) as w:
             w.add_images("inputs", data.inputs, attrs={"role": "UDC-degraded input"})
@@ -126,4 +161,4 @@ def run(params: Params, layout: Layout) -> dict[str, Any]:
     return write_outputs(layout, params, psfs, splits)
 
 
-__all__ = ["make_psf_bank", "simulate", "write_outputs", "run"]
+__all__ = ["make_psf_bank", "simulate", "source_digests", "write_outputs", "run"]
