@@ -13,7 +13,8 @@ from prefect import flow
 from flows.stages import STAGE_FLOWS
 from udcshield.config import load_params
 
-ORDER = ("simulate", "train", "train_purifier", "finetune", "attack", "purify", "adaptive", "evaluate", "report")
+ORDER = ("simulate", "train", "train_purifier", "finetune", "attack", "purify", "sweep", "adaptive", "evaluate",
+         "report")
 
 
 @flow(name="udcshield-pipeline", log_prints=True)

@@ -26,6 +26,11 @@ TINY_OVERRIDES: dict[str, Any] = {
     "attack": {"attacks": [{"name": "pgd", "budgets": [2, 8], "kwargs": {"steps": 5, "random_start": True}},
                            {"name": "fgsm", "budgets": [8]}]},
     "purify": {"t_star": 10, "num_steps": None},
+    "sweep": {"t_stars": [4, 8], "samplers": [{"sampler": "ddpm", "num_steps": None},
+                                              {"sampler": "ddpm", "num_steps": 2},
+                                              {"sampler": "ddim", "num_steps": 1},
+                                              {"sampler": "ddim", "num_steps": 2}],
+              "max_images": 2, "draws": 2},
 }
 
 
@@ -69,3 +74,9 @@ def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 1200) -> s
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return proc
+
+
+def copy_workspace(src: Path, dest: Path) -> Path:
+    """Copy a finished workspace (data, ``dvc.lock``, DVC cache) to ``dest`` so a test may change it."""
+    shutil.copytree(src, dest, symlinks=True, ignore=shutil.ignore_patterns(".prefect"), dirs_exist_ok=True)
+    return dest
