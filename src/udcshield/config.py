@@ -532,12 +532,24 @@ class EvaluateConfig:
 
 @dataclass(frozen=True)
 class ReportConfig:
-    """Report rendering."""
+    """Report rendering (``report.md`` and the self-contained ``report.html``).
+
+    ``grid_images``: the first N test images shown in the HTML image grids. ``grid_attack``: the attack
+    shown there, at its largest budget (null = the first of ``attack.attacks``).
+    """
 
     table_metric: Literal["psnr", "ssim"] = "psnr"
+    grid_images: int = 3
+    grid_attack: str | None = None
 
     def validate(self, where: str) -> None:
-        return None
+        _positive(self, where, "grid_images")
+
+    def check_attack(self, attack: "AttackConfig", where: str) -> None:
+        """``grid_attack`` must name one of the configured attacks."""
+        names = [a.name for a in attack.attacks]
+        if self.grid_attack is not None and self.grid_attack not in names:
+            raise ConfigError(f"{where}.grid_attack {self.grid_attack!r} is not one of attack.attacks ({', '.join(names)})")
 
 
 @dataclass(frozen=True)
@@ -596,6 +608,7 @@ class Params:
             value = getattr(self, f.name)
             if dataclasses.is_dataclass(value):
                 value.validate(f.name)
+        self.report.check_attack(self.attack, "report")
         self.finetune.check_models(self.train.models, "finetune")
 
 

@@ -34,6 +34,7 @@ from udcshield.pipeline.common import apply_batched, batches, load_pairs, to_num
 from udcshield.pipeline.evaluate import means, model_label
 from udcshield.pipeline.layout import Layout
 from udcshield.pipeline.purify import CLEAN
+from udcshield.progress import ProgressMeter
 from udcshield.seeding import derive_seed
 from udcshield.store.provenance import make_provenance
 from udcshield.store.zarr_io import read_images, write_store
@@ -66,8 +67,11 @@ def conditions(params: Params) -> Iterator[tuple[str, AdaptiveSpec, int]]:
 
 def craft(params: Params, purifier: DiffusionPurifier, restorer: torch.nn.Module, spec: AdaptiveSpec, budget: int,
           inputs: torch.Tensor, targets: torch.Tensor, image_ids: list[str], source: str,
-          device: torch.device) -> tuple[np.ndarray, dict[str, Any]]:
-    """Adaptive PGD through the defended system. Returns (adv (N, 3, H, W) in [0, 1], cost attributes)."""
+          device: torch.device, meter: ProgressMeter | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """Adaptive PGD through the defended system. Returns (adv (N, 3, H, W) in [0, 1], cost attributes).
+
+    ``meter``, when given, counts the crafted images batch by batch.
+    """
     defended = defended_system(params, purifier, restorer, spec.gradient, spec.checkpoint).to(device)
     atk = AdaptivePGD(defended, eps=budget / 256.0, steps=spec.steps, eot_samples=spec.eot_samples,
                       objective=params.attack.objective, reference=params.attack.reference)
@@ -80,6 +84,8 @@ def craft(params: Params, purifier: DiffusionPurifier, restorer: torch.nn.Module
         advs.append(project_linf(adv, inputs[s], budget / 256.0))
         for key in cost:
             cost[key] += int(atk.last_cost.get(key, 0))
+        if meter is not None:
+            meter.update(s.stop - s.start, phase="craft", set=stage)
     cost["seconds"] = round(time.perf_counter() - start, 3)
     adv = torch.cat(advs)
     linf = float((adv - inputs).abs().max())
@@ -91,8 +97,11 @@ def craft(params: Params, purifier: DiffusionPurifier, restorer: torch.nn.Module
 @torch.no_grad()
 def draw_records(params: Params, defended: DefendedRestorer, inputs: torch.Tensor, targets: torch.Tensor,
                  image_ids: list[str], source: str, attack: str, budget: int,
-                 device: torch.device) -> list[dict[str, Any]]:
-    """Run the defended system ``draws`` times; per-draw PSNR rows plus the three aggregates per image."""
+                 device: torch.device, meter: ProgressMeter | None = None) -> list[dict[str, Any]]:
+    """Run the defended system ``draws`` times; per-draw PSNR rows plus the three aggregates per image.
+
+    ``meter``, when given, counts image passes (``draws`` per image) batch by batch.
+    """
     draws = params.adaptive.draws
     outputs = torch.zeros((draws, *inputs.shape))
     per_draw = []
@@ -103,6 +112,8 @@ def draw_records(params: Params, defended: DefendedRestorer, inputs: torch.Tenso
         for s in batches(inputs.shape[0], params.adaptive.batch_size):
             defended.set_seeds(seeds[s])
             outputs[k, s] = defended(inputs[s].to(device)).float().cpu()
+            if meter is not None:
+                meter.update(s.stop - s.start, phase="draws", set=f"{source}/{attack}/{budget}", draw=k)
         per_draw.append(torch.as_tensor(psnr(outputs[k], targets)))
         records += [{**base, "image_id": i, "metric": "psnr", "value": float(v), "draw": k, "seed": seed}
                     for i, v, seed in zip(image_ids, per_draw[-1].tolist(), seeds)]
@@ -136,26 +147,39 @@ def evaluation_sets(params: Params, layout: Layout, source: str, n: int,
             yield spec.name, budget, torch.from_numpy(adversarial[array_name(source, spec.name, budget)])
 
 
+def count_evaluation_sets(params: Params) -> int:
+    """Number of input sets :func:`evaluation_sets` yields per restorer (clean, non-adaptive PGD, adaptive)."""
+    has_pgd = {b for s in params.attack.attacks if s.name == "pgd" for b in s.budgets}
+    return 1 + sum((budget in has_pgd) + len(params.adaptive.attacks) for budget in params.adaptive.budgets)
+
+
 def run(params: Params, layout: Layout, device: torch.device, progress: Progress = None) -> dict[str, Any]:
-    """Whole stage: craft adaptive sets, evaluate every set over draws, write store, records and metrics."""
+    """Whole stage: craft adaptive sets, evaluate every set over draws, write store, records and metrics.
+
+    ``progress`` gets :class:`udcshield.progress.ProgressMeter` rows batch by batch: first the crafting
+    (``phase=craft``, images crafted), then the evaluation (``phase=draws``, image passes over all draws).
+    """
     n = params.adaptive.max_images
     inputs, targets, ids = load_pairs(layout.test_store)
     inputs, targets, ids = inputs[:n], targets[:n], ids[:n]
     purifier = load_purifier(layout.purifier)
     adversarial, attrs, records = {}, {}, []
     if params.adaptive.enabled:
-        for source, spec, budget in conditions(params):
+        crafting = list(conditions(params))
+        meter = ProgressMeter(len(crafting) * len(ids), "adaptive craft", progress)
+        for source, spec, budget in crafting:
             name = array_name(source, spec.name, budget)
             adversarial[name], attrs[name] = craft(params, purifier, load_restorer(layout, source), spec, budget,
-                                                   inputs, targets, ids, source, device)
-            if progress:
-                progress({"set": name, **attrs[name]["cost"]})
-        for source in restorers(params):
+                                                   inputs, targets, ids, source, device, meter)
+        sources = list(restorers(params))
+        meter = ProgressMeter(len(sources) * count_evaluation_sets(params) * len(ids) * params.adaptive.draws,
+                              "adaptive draws", progress)
+        for source in sources:
             restorer = load_restorer(layout, source)
             defended = defended_system(params, purifier, restorer, "none").to(device)
             for attack, budget, x in evaluation_sets(params, layout, source, n, adversarial):
                 records += undefended_records(params, restorer, x, targets, ids, source, attack, budget, device)
-                records += draw_records(params, defended, x, targets, ids, source, attack, budget, device)
+                records += draw_records(params, defended, x, targets, ids, source, attack, budget, device, meter)
     return write_outputs(params, layout, adversarial, attrs, records, device)
 
 

@@ -25,6 +25,7 @@ from udcshield.pipeline.attack import array_name, load_restorer, restorers
 from udcshield.pipeline.common import apply_batched, load_pairs, write_json, write_rows_csv
 from udcshield.pipeline.layout import Layout
 from udcshield.pipeline.purify import CLEAN
+from udcshield.progress import ProgressMeter
 from udcshield.store.zarr_io import read_images
 
 Progress = Callable[[dict], None] | None
@@ -101,16 +102,21 @@ def write_outputs(params: Params, layout: Layout, records: list[dict[str, Any]])
 
 
 def run(params: Params, layout: Layout, device: torch.device, progress: Progress = None) -> dict[str, Any]:
-    """Whole stage: score every cell and write records, metrics and curves."""
+    """Whole stage: score every cell and write records, metrics and curves.
+
+    ``progress`` gets a :class:`udcshield.progress.ProgressMeter` row per cell (images scored, rate, ETA,
+    the cell and its mean PSNR).
+    """
     _, targets, ids = load_pairs(layout.test_store)
     models = {source: load_restorer(layout, source) for source in restorers(params)}
     records: list[dict[str, Any]] = []
-    for cell in cells(params):
+    grid = list(cells(params))
+    meter = ProgressMeter(len(grid) * len(ids), "evaluate", progress)
+    for cell in grid:
         rows = cell_records(params, layout, models[cell[0]], cell, targets, ids, device)
         records.extend(rows)
-        if progress:
-            progress({"cell": "/".join(map(str, cell)),
-                      "psnr": sum(r["value"] for r in rows if r["metric"] == "psnr") / len(ids)})
+        meter.update(len(ids), cell="/".join(map(str, cell)),
+                     psnr=round(sum(r["value"] for r in rows if r["metric"] == "psnr") / len(ids), 3))
     return write_outputs(params, layout, records)
 
 
