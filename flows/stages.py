@@ -17,7 +17,7 @@ from tasks import simulate as st
 from tasks import sweep as swt
 from tasks import train as tt
 from udcshield.config import Params, load_params
-from udcshield.pipeline import attack, evaluate, finetune, purify
+from udcshield.pipeline import attack, evaluate, finetune
 from udcshield.pipeline.layout import Layout, configure_torch, resolve_device
 
 
@@ -74,28 +74,36 @@ def finetune_flow(params_path: str = "params.yaml", data_root: str = "data") -> 
 
 @flow(name="attack", log_prints=True)
 def attack_flow(params_path: str = "params.yaml", data_root: str = "data") -> dict[str, Any]:
-    """Craft every adversarial set (restorer x attack x budget) on the bare restorers."""
+    """Craft every adversarial set (restorer x attack x budget) on the bare restorers, shard by shard.
+
+    Shards run on ``runner.kind`` (local or Dask); finished shards are reused from the shard cache, so
+    rerunning after a crash computes only the missing ones.
+    """
     params, layout = _setup(params_path, data_root)
     device = resolve_device(params.device)
-    inputs, targets, ids = tt.load_split(str(layout.test_store))
-    train = attack.training_pairs(params, layout)
-    models = rt.load_restorers(params, layout)
-    results = {attack.array_name(src, spec.name, b): rt.craft(params, models[src], src, spec, b, inputs, targets, ids,
-                                                              device, train)
-               for src, spec, b in attack.conditions(params)}
-    return rt.write_adversarial(params, layout, results, device)
+    shards = rt.plan_attack(params, layout, device)
+    preloaded = None
+    if params.runner.kind == "local":
+        models = rt.load_restorers(params, layout)
+        preloaded = {name: models[attack.spec_of(params, name)[0]] for name in shards}
+    rows = rt.run_shards(rt.attack_shard, "attack", params, layout, shards, device, preloaded)
+    rt.log_shard_counts("attack", rows)
+    return rt.write_adversarial(params, layout, shards, device, params.runner.kind)
 
 
 @flow(name="purify", log_prints=True)
 def purify_flow(params_path: str = "params.yaml", data_root: str = "data") -> dict[str, Any]:
-    """Purify the clean test inputs and every adversarial set."""
+    """Purify the clean test inputs and every adversarial set, shard by shard (local or Dask runner)."""
     params, layout = _setup(params_path, data_root)
     device = resolve_device(params.device)
-    _, _, ids = tt.load_split(str(layout.test_store))
-    purifier = rt.load_purifier_checkpoint(layout)
-    purified = {name: rt.purify_set(params, purifier, name, images, ids, device)
-                for name, images in purify.input_sets(params, layout).items()}
-    return rt.write_purified(params, layout, purified, device)
+    shards = rt.plan_purify(params, layout, device)
+    preloaded = None
+    if params.runner.kind == "local":
+        purifier = rt.load_purifier_checkpoint(layout)
+        preloaded = {name: purifier for name in shards}
+    rows = rt.run_shards(rt.purify_shard, "purify", params, layout, shards, device, preloaded)
+    rt.log_shard_counts("purify", rows)
+    return rt.write_purified(params, layout, shards, device, params.runner.kind)
 
 
 @flow(name="sweep", log_prints=True)

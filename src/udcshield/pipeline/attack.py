@@ -6,6 +6,14 @@ set; all against the configured objective and reference (Song et al., arXiv 2402
 1, 2, 4, 8 / 256). Output: ``adversarial.zarr`` with array ``<model>/<variant>/<attack>/<budget>`` (N, 3, H, W)
 float32 in [0, 1] whose distance to the clean input is within its budget (checked here, exactly), plus
 the cost (iterations, forward-backward passes, queries, seconds) and realised norms as attributes.
+
+Work is split into shards of ``attack.shard_size`` consecutive test images per set (the universal attack,
+whose one perturbation is optimised on the training set, is one shard). Each shard is crafted by
+:func:`run_shard` (on any worker: it reads its inputs and checkpoint from the data root) and kept in the
+shard cache (:mod:`udcshield.pipeline.shards`) as soon as it is done; :func:`assemble` concatenates the
+shards into the final store. Rerunning after a crash recomputes only the missing shards. Random starts
+use per-image seeds ``derive_seed(seed, 'attack/<set>', image_id)``, so the result does not depend on the
+shard size, the runner or the order in which shards finish.
 """
 
 from __future__ import annotations
@@ -23,11 +31,14 @@ from udcshield.attacks.registry import create_attack
 from udcshield.attacks.universal import apply_universal, universal_perturbation
 from udcshield.config import AttackSpec, Params, to_dict
 from udcshield.models.checkpoint import load_checkpoint
-from udcshield.pipeline.common import batches, load_pairs, to_numpy_images
+from udcshield.pipeline.common import load_pairs, run_batched, to_numpy_images
 from udcshield.pipeline.layout import Layout
+from udcshield.pipeline.shards import Shard, ShardCache, cache_root, code_digest, ids_digest, make_shards
+from udcshield.progress import ProgressMeter
 from udcshield.seeding import derive_seed, torch_generator
+from udcshield.store.hashing import tree_sha256
 from udcshield.store.provenance import make_provenance
-from udcshield.store.zarr_io import write_store
+from udcshield.store.zarr_io import read_images, recorded_digest, store_attrs, write_store
 
 Progress = Callable[[dict], None] | None
 
@@ -91,6 +102,20 @@ def craft(model: torch.nn.Module, spec: AttackSpec, budget: int, inputs: torch.T
     ``train`` (inputs, targets) is needed by ``universal`` only: its one perturbation is optimised on the
     training set and added to every test input.
     """
+    stage = f"attack/{array_name(source, spec.name, budget)}"
+    adv, cost = craft_images(model, spec, budget, inputs, targets, image_ids, params, source, device, train)
+    return to_numpy_images(adv), _norm_attrs(spec, budget, adv, inputs, source, stage, cost)
+
+
+def craft_images(model: torch.nn.Module, spec: AttackSpec, budget: int, inputs: torch.Tensor, targets: torch.Tensor,
+                 image_ids: list[str], params: Params, source: str, device: torch.device,
+                 train: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Adversarial inputs (N, 3, H, W) float32 in [0, 1] on CPU for these images, and their cost.
+
+    The cost counts iterations, forward-backward passes, queries and seconds. Image ``i``'s random start
+    comes from ``derive_seed(seed, 'attack/<set>', image_ids[i])``, so any subset (shard) of a set gets
+    the same random starts as in the whole set.
+    """
     model = model.to(device).eval()
     stage = f"attack/{array_name(source, spec.name, budget)}"
     start = time.perf_counter()
@@ -101,17 +126,21 @@ def craft(model: torch.nn.Module, spec: AttackSpec, budget: int, inputs: torch.T
     cost["seconds"] = round(time.perf_counter() - start, 3)
     if spec.name == "cw":
         adv = project_linf(adv, inputs, budget / 256.0)
-    return to_numpy_images(adv), _norm_attrs(spec, budget, adv, inputs, source, stage, cost)
+    return adv, cost
 
 
 def _per_image(model, spec, budget, inputs, targets, image_ids, params, stage, device):
     atk = create_attack(spec.name, model, **attack_kwargs(spec, budget, params, tuple(inputs.shape[1:])))
-    advs, cost = [], {"iterations": 0, "forward_backward": 0, "queries": 0}
-    for s in batches(inputs.shape[0], params.attack.batch_size):
+    cost = {"iterations": 0, "forward_backward": 0, "queries": 0}
+
+    def one_batch(s: slice) -> torch.Tensor:
         seeds = [derive_seed(params.seed, stage, i) for i in image_ids[s]]
-        advs.append(atk(inputs[s].to(device), targets[s].to(device), seeds=seeds).detach().float().cpu())
-        for key in cost:
+        adv = atk(inputs[s].to(device), targets[s].to(device), seeds=seeds).detach().float().cpu()
+        for key in cost:  # counted only for batches that completed
             cost[key] += int(atk.last_cost.get(key, 0))
+        return adv
+
+    advs = run_batched(one_batch, inputs.shape[0], params.attack.batch_size, stage)
     return torch.cat(advs), cost
 
 
@@ -149,28 +178,134 @@ def training_pairs(params: Params, layout: Layout) -> tuple[torch.Tensor, torch.
     return None
 
 
-def run(params: Params, layout: Layout, device: torch.device, progress: Progress = None) -> dict[str, Any]:
-    """Whole stage: craft every (variant, attack, budget) set and write ``adversarial.zarr``."""
-    inputs, targets, ids = load_pairs(layout.test_store)
-    train = training_pairs(params, layout)
-    results = {}
-    models = {source: load_restorer(layout, source) for source in restorers(params)}
+
+
+# ------------------------------------------------------------------------------------------ shards
+def spec_of(params: Params, set_name: str) -> tuple[str, AttackSpec, int]:
+    """(restorer ``<model>/<variant>``, attack spec, budget) of set ``<model>/<variant>/<attack>/<budget>``."""
     for source, spec, budget in conditions(params):
-        adv, attrs = craft(models[source], spec, budget, inputs, targets, ids, params, source, device, train)
-        results[array_name(source, spec.name, budget)] = (adv, attrs)
-        if progress:
-            progress({"set": array_name(source, spec.name, budget), **attrs["cost"]})
-    return write_outputs(params, layout, results, device)
+        if array_name(source, spec.name, budget) == set_name:
+            return source, spec, budget
+    raise KeyError(f"{set_name!r} is not an attack set of these params")
+
+
+def shard_cache(params: Params, layout: Layout) -> ShardCache:
+    """The attack stage's shard cache (``runner.shard_cache`` or ``<data root>/.shards``)."""
+    return ShardCache(cache_root(params.runner.shard_cache, layout.root), "attack")
+
+
+def plan(params: Params, layout: Layout, device: torch.device) -> dict[str, list[Shard]]:
+    """Every set's shards (set name -> shards in image order), keyed by everything their content depends on.
+
+    Key material: seed, objective, reference, batch and shard size, the attack's spec, the restorer
+    checkpoint's digest, the recorded digests of the test inputs and targets (and of the training pairs
+    for ``universal``), the image ids, the code digest and the device type.
+    """
+    attrs = store_attrs(layout.test_store)
+    ids = list(attrs["image_ids"])
+    common = {"stage": "attack", "seed": params.seed, "objective": params.attack.objective,
+              "reference": params.attack.reference, "batch_size": params.attack.batch_size,
+              "shard_size": params.attack.shard_size, "code": code_digest(), "device": device.type,
+              "inputs": recorded_digest(layout.test_store, "inputs"),
+              "targets": recorded_digest(layout.test_store, "targets"), "ids": ids_digest(ids)}
+    checkpoints = {source: tree_sha256(layout.checkpoint(*source.split("/"))) for source in restorers(params)}
+    out: dict[str, list[Shard]] = {}
+    for source, spec, budget in conditions(params):
+        material = {**common, "restorer": checkpoints[source], "spec": to_dict(spec), "budget": budget}
+        size = params.attack.shard_size
+        if spec.name == "universal":  # one perturbation optimised on the training set: one shard
+            material["train"] = [recorded_digest(layout.train_store, name) for name in ("inputs", "targets")]
+            size = max(1, len(ids))
+        name = array_name(source, spec.name, budget)
+        out[name] = make_shards(name, len(ids), size, material)
+    return out
+
+
+def craft_shard(params: Params, layout: Layout, shard: Shard, device: torch.device,
+                model: torch.nn.Module | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """Craft one shard: (adv (shard.size, 3, H, W) float32 in [0, 1], cost).
+
+    Reads only the shard's images from the test store; loads the restorer checkpoint unless ``model`` is
+    given (the same checkpoint, already loaded).
+    """
+    source, spec, budget = spec_of(params, shard.set_name)
+    inputs = torch.from_numpy(read_images(layout.test_store, "inputs", rows=shard.rows))
+    targets = torch.from_numpy(read_images(layout.test_store, "targets", rows=shard.rows))
+    ids = list(store_attrs(layout.test_store)["image_ids"])[shard.rows]
+    train = load_pairs(layout.train_store)[:2] if spec.name == "universal" else None
+    model = load_restorer(layout, source) if model is None else model
+    adv, cost = craft_images(model, spec, budget, inputs, targets, ids, params, source, device, train)
+    return to_numpy_images(adv), cost
+
+
+def run_shard(params: Params, layout: Layout, shard: Shard, device: torch.device,
+              model: torch.nn.Module | None = None) -> dict[str, Any]:
+    """Craft ``shard`` unless the cache already holds it; write it to the cache as soon as it is done.
+
+    Returns {"set", "start", "stop", "images", "computed" (False when reused from the cache), "device"}.
+    """
+    cache = shard_cache(params, layout)
+    computed = not cache.has(shard)
+    if computed:
+        adv, cost = craft_shard(params, layout, shard, device, model)
+        cache.write(shard, adv, {"cost": cost, "device": str(device)})
+    return {"set": shard.set_name, "start": shard.start, "stop": shard.stop, "images": shard.size,
+            "computed": computed, "device": str(device)}
+
+
+def assemble(params: Params, layout: Layout, shards: dict[str, list[Shard]], device: torch.device,
+             runner: str = "local") -> dict[str, Any]:
+    """Read every set's shards from the cache, check budgets, write ``adversarial.zarr``; per-set attributes.
+
+    The cost of a set is the sum over its shards. Unless ``runner.keep_shards``, the shards are removed
+    from the cache once the store is in place.
+    """
+    cache = shard_cache(params, layout)
+    inputs = torch.from_numpy(read_images(layout.test_store, "inputs"))
+    results = {}
+    for name, parts in shards.items():
+        source, spec, budget = spec_of(params, name)
+        arrays, cost = [], {}
+        for shard in parts:
+            images, attrs = cache.read(shard)
+            arrays.append(images)
+            for key, value in attrs.get("cost", {}).items():
+                cost[key] = cost.get(key, 0) + value
+        cost["seconds"] = round(float(cost.get("seconds", 0.0)), 3)
+        adv = torch.from_numpy(np.concatenate(arrays))
+        attrs = _norm_attrs(spec, budget, adv, inputs, source, f"attack/{name}", cost)
+        results[name] = (to_numpy_images(adv), {**attrs, "shards": len(parts)})
+    summary = write_outputs(params, layout, results, device, runner=runner)
+    if not params.runner.keep_shards:
+        cache.remove(shard for parts in shards.values() for shard in parts)
+    return summary
+
+
+def run(params: Params, layout: Layout, device: torch.device, progress: Progress = None) -> dict[str, Any]:
+    """Whole stage on the local runner: every shard in turn (reusing finished ones), then the store.
+
+    ``progress`` receives one :class:`~udcshield.progress.ProgressMeter` row per shard (images done,
+    rate, ETA, set, shard range, computed or reused).
+    """
+    shards = plan(params, layout, device)
+    models = {source: load_restorer(layout, source) for source in restorers(params)}
+    meter = ProgressMeter(sum(s.size for parts in shards.values() for s in parts), "attack", progress)
+    for name, parts in shards.items():
+        source = spec_of(params, name)[0]
+        for shard in parts:
+            row = run_shard(params, layout, shard, device, models[source])
+            meter.update(shard.size, set=name, shard=f"{shard.start}:{shard.stop}", computed=row["computed"])
+    return assemble(params, layout, shards, device)
 
 
 def write_outputs(params: Params, layout: Layout, results: dict[str, tuple[np.ndarray, dict[str, Any]]],
-                  device: torch.device) -> dict[str, Any]:
+                  device: torch.device, runner: str = "local") -> dict[str, Any]:
     """Write all adversarial sets into one store atomically; return per-set cost and norms."""
     inputs = {"test": layout.test_store,
               **{f"restorer {src}": layout.checkpoint(*src.split("/")) for src in restorers(params)}}
     prov = make_provenance("attack", to_dict(params.attack), inputs=inputs,
                            seeds={"seed": params.seed, "derivation": "derive_seed(seed, 'attack/<set>', image_id)"},
-                           device=str(device), extra={"sets": sorted(results)})
+                           device=str(device), extra={"sets": sorted(results), "runner": runner})
     with write_store(layout.adversarial, prov) as w:
         for name, (adv, attrs) in results.items():
             w.add_images(name, adv, attrs=attrs)

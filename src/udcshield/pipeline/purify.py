@@ -3,67 +3,150 @@
 Non-adaptive setting of Song et al. (arXiv 2402.13629): the attack was crafted on the bare restorer,
 then its output is purified (diffuse to t*, reverse to 0; Nie et al., 2022). Output ``purified.zarr``
 mirrors ``adversarial.zarr`` names, plus ``clean``; each (N, 3, H, W) float32 in [0, 1].
+
+Work is split into shards of ``purify.shard_size`` consecutive images per set, each kept in the shard
+cache (:mod:`udcshield.pipeline.shards`) as soon as it is done, so a rerun after a crash recomputes only
+the missing ones. Each image's noise comes from ``derive_seed(seed, 'purify/<set>', image_id)``, so the
+result does not depend on the shard size, the runner or the order in which shards finish.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from udcshield.config import Params, to_dict
 from udcshield.defenses.dataset import purify_set
 from udcshield.defenses.purifier import load_purifier
 from udcshield.pipeline.attack import array_name, conditions
-from udcshield.pipeline.common import load_pairs, to_numpy_images
+from udcshield.pipeline.common import load_pairs, run_batched, to_numpy_images
 from udcshield.pipeline.layout import Layout
+from udcshield.pipeline.shards import Shard, ShardCache, cache_root, code_digest, ids_digest, make_shards
+from udcshield.progress import ProgressMeter
+from udcshield.store.hashing import tree_sha256
 from udcshield.store.provenance import make_provenance
-from udcshield.store.zarr_io import read_images, write_store
+from udcshield.store.zarr_io import read_images, recorded_digest, store_attrs, write_store
 
 Progress = Callable[[dict], None] | None
 CLEAN = "clean"
 
 
+def set_names(params: Params) -> list[str]:
+    """Every set to purify: ``clean`` first, then each adversarial set by name."""
+    return [CLEAN, *(array_name(source, spec.name, budget) for source, spec, budget in conditions(params))]
+
+
+def source_of(layout: Layout, name: str) -> tuple[Path, str]:
+    """(store, array) holding the un-purified images of set ``name``."""
+    return (layout.test_store, "inputs") if name == CLEAN else (layout.adversarial, name)
+
+
 def input_sets(params: Params, layout: Layout) -> dict[str, torch.Tensor]:
-    """Every set to purify: ``clean`` (the test inputs) and each adversarial set by name."""
-    inputs, _, _ = load_pairs(layout.test_store)
-    sets = {CLEAN: inputs}
-    for source, spec, budget in conditions(params):
-        name = array_name(source, spec.name, budget)
-        sets[name] = torch.from_numpy(read_images(layout.adversarial, name))
-    return sets
+    """Every set to purify: ``clean`` (the test inputs) and each adversarial set by name, (N, 3, H, W) in [0, 1]."""
+    return {name: torch.from_numpy(read_images(*source_of(layout, name))) for name in set_names(params)}
 
 
 def purify_one(params: Params, purifier: torch.nn.Module, name: str, images: torch.Tensor,
                image_ids: list[str], device: torch.device) -> torch.Tensor:
-    """Purify one set; noise per image from derive_seed(seed, 'purify/<name>', image_id)."""
+    """Purify one set (or a shard of it): (N, 3, H, W) in [0, 1] -> same shape on CPU, in [0, 1].
+
+    Noise per image from derive_seed(seed, 'purify/<name>', image_id); a batch that runs out of memory
+    is retried at half the size (:func:`udcshield.pipeline.common.run_batched`).
+    """
     cfg = params.purify
-    return purify_set(purifier, images, image_ids, t_star=cfg.t_star, num_steps=cfg.num_steps, seed=params.seed,
-                      stage=f"purify/{name}", batch_size=cfg.batch_size, device=device, sampler=cfg.sampler,
-                      eta=cfg.eta, guidance_scale=cfg.guidance_scale)
+    stage = f"purify/{name}"
+
+    def one_batch(s: slice) -> torch.Tensor:
+        return purify_set(purifier, images[s], image_ids[s], t_star=cfg.t_star, num_steps=cfg.num_steps,
+                          seed=params.seed, stage=stage, batch_size=s.stop - s.start, device=device,
+                          sampler=cfg.sampler, eta=cfg.eta, guidance_scale=cfg.guidance_scale)
+
+    return torch.cat(run_batched(one_batch, images.shape[0], cfg.batch_size, stage))
+
+
+def shard_cache(params: Params, layout: Layout) -> ShardCache:
+    """The purify stage's shard cache (``runner.shard_cache`` or ``<data root>/.shards``)."""
+    return ShardCache(cache_root(params.runner.shard_cache, layout.root), "purify")
+
+
+def plan(params: Params, layout: Layout, device: torch.device) -> dict[str, list[Shard]]:
+    """Every set's shards (set name -> shards in image order).
+
+    Key material: seed, the whole ``purify`` section, the purifier checkpoint's digest, the recorded
+    digest of the set's input array, the image ids, the code digest and the device type.
+    """
+    ids = list(store_attrs(layout.test_store)["image_ids"])
+    common = {"stage": "purify", "seed": params.seed, "purify": to_dict(params.purify),
+              "purifier": tree_sha256(layout.purifier), "ids": ids_digest(ids), "code": code_digest(),
+              "device": device.type}
+    return {name: make_shards(name, len(ids), params.purify.shard_size,
+                              {**common, "input": recorded_digest(*source_of(layout, name))})
+            for name in set_names(params)}
+
+
+def purify_shard(params: Params, layout: Layout, shard: Shard, device: torch.device,
+                 purifier: torch.nn.Module | None = None) -> np.ndarray:
+    """Purify one shard: (shard.size, 3, H, W) float32 in [0, 1]; loads the purifier unless given."""
+    images = torch.from_numpy(read_images(*source_of(layout, shard.set_name), rows=shard.rows))
+    ids = list(store_attrs(layout.test_store)["image_ids"])[shard.rows]
+    purifier = load_purifier(layout.purifier) if purifier is None else purifier
+    return to_numpy_images(purify_one(params, purifier, shard.set_name, images, ids, device))
+
+
+def run_shard(params: Params, layout: Layout, shard: Shard, device: torch.device,
+              purifier: torch.nn.Module | None = None) -> dict[str, Any]:
+    """Purify ``shard`` unless the cache already holds it; write it to the cache as soon as it is done.
+
+    Returns {"set", "start", "stop", "images", "computed" (False when reused from the cache), "device"}.
+    """
+    cache = shard_cache(params, layout)
+    computed = not cache.has(shard)
+    if computed:
+        cache.write(shard, purify_shard(params, layout, shard, device, purifier), {"device": str(device)})
+    return {"set": shard.set_name, "start": shard.start, "stop": shard.stop, "images": shard.size,
+            "computed": computed, "device": str(device)}
+
+
+def assemble(params: Params, layout: Layout, shards: dict[str, list[Shard]], device: torch.device,
+             runner: str = "local") -> dict[str, Any]:
+    """Concatenate every set's shards from the cache and write ``purified.zarr``; drop the shards after
+    unless ``runner.keep_shards``."""
+    cache = shard_cache(params, layout)
+    purified = {name: torch.from_numpy(np.concatenate([cache.read(s)[0] for s in parts]))
+                for name, parts in shards.items()}
+    summary = write_outputs(params, layout, purified, device, runner=runner)
+    if not params.runner.keep_shards:
+        cache.remove(shard for parts in shards.values() for shard in parts)
+    return {**summary, "shards": sum(len(parts) for parts in shards.values())}
 
 
 def run(params: Params, layout: Layout, device: torch.device, progress: Progress = None) -> dict[str, Any]:
-    """Whole stage: purify every set and write ``purified.zarr``."""
-    _, _, ids = load_pairs(layout.test_store)
+    """Whole stage on the local runner: every shard in turn (reusing finished ones), then ``purified.zarr``.
+
+    ``progress`` receives one :class:`~udcshield.progress.ProgressMeter` row per shard.
+    """
+    shards = plan(params, layout, device)
     purifier = load_purifier(layout.purifier)
-    purified = {}
-    for name, images in input_sets(params, layout).items():
-        purified[name] = purify_one(params, purifier, name, images, ids, device)
-        if progress:
-            progress({"set": name, "images": int(images.shape[0])})
-    return write_outputs(params, layout, purified, device)
+    meter = ProgressMeter(sum(s.size for parts in shards.values() for s in parts), "purify", progress)
+    for name, parts in shards.items():
+        for shard in parts:
+            row = run_shard(params, layout, shard, device, purifier)
+            meter.update(shard.size, set=name, shard=f"{shard.start}:{shard.stop}", computed=row["computed"])
+    return assemble(params, layout, shards, device)
 
 
 def write_outputs(params: Params, layout: Layout, purified: dict[str, torch.Tensor],
-                  device: torch.device) -> dict[str, Any]:
+                  device: torch.device, runner: str = "local") -> dict[str, Any]:
     """Write all purified sets into one store atomically."""
     prov = make_provenance("purify", to_dict(params.purify),
                            inputs={"test": layout.test_store, "adversarial": layout.adversarial,
                                    "purifier": layout.purifier},
                            seeds={"seed": params.seed, "derivation": "derive_seed(seed, 'purify/<set>', image_id)"},
-                           device=str(device), extra={"sets": sorted(purified)})
+                           device=str(device), extra={"sets": sorted(purified), "runner": runner})
     with write_store(layout.purified, prov) as w:
         for name, images in purified.items():
             w.add_images(name, to_numpy_images(images), attrs={"t_star": params.purify.t_star,
