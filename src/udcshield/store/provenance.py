@@ -51,8 +51,12 @@ def library_versions() -> dict[str, str | None]:
 
 
 def input_digests(inputs: dict[str, str | Path]) -> dict[str, dict[str, str]]:
-    """Map input name -> {path, sha256} for artifacts the stage read."""
-    return {name: {"path": Path(p).as_posix(), "sha256": tree_sha256(p)} for name, p in inputs.items()}
+    """Map input name -> {path, sha256} for artifacts the stage read (URL paths kept as URLs, without
+    their user:password)."""
+    def shown(p: str | Path) -> str:
+        return redact_credentials(str(p)) if "://" in str(p) else Path(p).as_posix()
+
+    return {name: {"path": shown(p), "sha256": tree_sha256(p)} for name, p in inputs.items()}
 
 
 def redact_credentials(value: Any) -> Any:
