@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from tasks import robustness as rt
 from tasks import simulate as st
@@ -137,12 +137,16 @@ def evaluate_flow(params_path: str = "params.yaml", data_root: str = "data") -> 
 
 @flow(name="report", log_prints=True)
 def report_flow(params_path: str = "params.yaml", data_root: str = "data") -> dict[str, Any]:
-    """Render the markdown report and publish it as a Prefect artifact."""
+    """Render the markdown and the self-contained HTML report; publish the report and the robustness table
+    (mean PSNR / SSIM per restorer, defense and condition) as Prefect artifacts."""
     params, layout = _setup(params_path, data_root)
     result = rt.render_report(params, layout)
     create_markdown_artifact(key="robustness-report", markdown=layout.report.read_text(),
                              description="udcshield robustness report")
-    return result
+    create_table_artifact(key="robustness-table", table=result["table"],
+                          description=f"Mean PSNR (dB) / SSIM per restorer x defense x condition; "
+                                      f"figures and image grids in {result['html']}")
+    return {k: v for k, v in result.items() if k != "table"}
 
 
 STAGE_FLOWS = {

@@ -179,7 +179,7 @@ def write_evaluation(params: Params, layout: Layout, records: list[dict[str, Any
 
 @task(name="render-report", **TASK_OPTIONS)
 def render_report(params: Params, layout: Layout) -> dict[str, Any]:
-    """Write the markdown report."""
+    """Write report.md and the self-contained report.html; returns paths, sizes and the robustness table rows."""
     return report.run(params, layout)
 
 
