@@ -12,8 +12,8 @@ DiffPure, Nie et al. 2022; strided DDPM, Nichol & Dhariwal 2021; DDIM with few s
 - PSNR (SYNTH convention) of the base restorer on purified clean and purified adversarial inputs, the
   mean over images averaged over draws, and its difference to the full DDPM chain at the same t*.
 
-Every draw d of a set uses the noise ``derive_seed(seed, "sweep/<set>/draw<d>", image_id)`` for all
-settings, so the settings see the same forward-diffusion noise (common random numbers).
+Image i of set s in draw d uses the noise ``derive_seed(seed, "sweep", "<s>/draw<d>/<image id>")`` in every
+setting, so the settings see the same forward-diffusion noise (common random numbers).
 
 Outputs under ``data/sweep/``: ``sweep.csv`` (one row per model x t* x setting), ``metrics.json`` (per
 model and t*: the cheapest few-step setting within ``tolerance_db`` of the full chain, its fraction of
@@ -53,7 +53,8 @@ Progress = Callable[[dict], None] | None
 REFERENCE = "ddpm-all"
 SETS = ("clean", "adv")
 COLUMNS = ("model", "t_star", "setting", "sampler", "num_steps", "eta", "nfe", "nfe_fraction", "seconds",
-           "images_per_s", "psnr_clean", "psnr_adv", "delta_clean_db", "delta_adv_db", "tolerance_db", "within_tolerance")
+           "images_per_s", "psnr_clean", "psnr_adv", "delta_clean_db", "delta_adv_db", "tolerance_db",
+           "within_tolerance")
 
 
 def sweep_dir(layout: Layout) -> Path:
@@ -109,9 +110,12 @@ def measure_setting(purifier: DiffusionPurifier, restorer: torch.nn.Module, sets
                     batch_size: int, device: torch.device, meter: ProgressMeter | None = None) -> dict[str, Any]:
     """Purify every set ``draws`` times with one setting, restore, score; one result row (no deltas yet).
 
+    All (set, draw) copies are purified together in batches of ``batch_size``; image i of set s in draw d
+    gets the noise ``derive_seed(seed, "sweep", "<s>/draw<d>/<ids[i]>")``, the same for every setting.
+
     Args:
         sets: {"clean": (N, 3, H, W), "adv": (N, 3, H, W)} inputs in [0, 1]; targets: (N, 3, H, W) ground truth.
-        ids: N image ids (with ``seed`` they fix each image's noise, identical across settings).
+        ids: N image ids.
         t_star, spec: diffusion depth and reverse-chain setting.
 
     Returns:
@@ -119,28 +123,27 @@ def measure_setting(purifier: DiffusionPurifier, restorer: torch.nn.Module, sets
         "seconds" (purification wall time), "images_per_s", "psnr_clean", "psnr_adv" (dB, mean over
         images, averaged over draws)}.
     """
-    seconds = 0.0
-    purified_images = 0
-    scores: dict[str, list[float]] = {name: [] for name in sets}
+    keys = [(name, draw) for name in sets for draw in range(draws)]
+    stacked = torch.cat([sets[name] for name, _ in keys])
+    copy_ids = [f"{name}/draw{draw}/{image_id}" for name, draw in keys for image_id in ids]
     with EvaluationCounter(purifier) as counter:
-        for name, images in sets.items():
-            for draw in range(draws):
-                _sync(device)
-                start = time.perf_counter()
-                out = purify_set(purifier, images, ids, t_star=t_star, num_steps=spec.num_steps, seed=seed,
-                                 stage=f"sweep/{name}/draw{draw}", batch_size=batch_size, device=device,
-                                 sampler=spec.sampler, eta=spec.eta)
-                _sync(device)
-                seconds += time.perf_counter() - start
-                purified_images += images.shape[0]
-                restored = apply_batched(restorer, out, batch_size, device)
-                scores[name].append(float(psnr(restored, targets).mean()))
-                if meter is not None:
-                    meter.update(int(images.shape[0]), setting=spec.label, t_star=t_star, set=name)
+        _sync(device)
+        start = time.perf_counter()
+        out = purify_set(purifier, stacked, copy_ids, t_star=t_star, num_steps=spec.num_steps, seed=seed,
+                         stage="sweep", batch_size=batch_size, device=device, sampler=spec.sampler, eta=spec.eta)
+        _sync(device)
+        seconds = time.perf_counter() - start
+    restored = apply_batched(restorer, out, batch_size, device)
+    n = len(ids)
+    scores: dict[str, list[float]] = {name: [] for name in sets}
+    for k, (name, _) in enumerate(keys):
+        scores[name].append(float(psnr(restored[k * n:(k + 1) * n], targets).mean()))
+    if meter is not None:
+        meter.update(int(stacked.shape[0]), setting=spec.label, t_star=t_star)
     return {"t_star": t_star, "setting": spec.label, "sampler": spec.sampler,
             "num_steps": "all" if spec.num_steps is None else spec.num_steps, "eta": spec.eta,
-            "nfe": counter.rows / purified_images, "seconds": seconds,
-            "images_per_s": purified_images / seconds if seconds > 0 else float("inf"),
+            "nfe": counter.rows / stacked.shape[0], "seconds": seconds,
+            "images_per_s": stacked.shape[0] / seconds if seconds > 0 else float("inf"),
             "psnr_clean": sum(scores["clean"]) / draws, "psnr_adv": sum(scores["adv"]) / draws}
 
 
@@ -153,7 +156,8 @@ def compare_to_reference(rows: list[dict[str, Any]], tolerance_db: float) -> lis
         ref = refs.get((row["model"], row["t_star"]))
         if ref is None:
             raise ValueError(f"no full DDPM chain ({REFERENCE}) row for {row['model']} at t*={row['t_star']}")
-        full = {**row, "nfe_fraction": row["nfe"] / ref["nfe"], "delta_clean_db": row["psnr_clean"] - ref["psnr_clean"],
+        full = {**row, "nfe_fraction": row["nfe"] / ref["nfe"],
+                "delta_clean_db": row["psnr_clean"] - ref["psnr_clean"],
                 "delta_adv_db": row["psnr_adv"] - ref["psnr_adv"]}
         full["tolerance_db"] = tolerance_db
         full["within_tolerance"] = bool(full["delta_adv_db"] >= -tolerance_db)
@@ -256,7 +260,8 @@ def write_outputs(params: Params, layout: Layout, rows: list[dict[str, Any]], de
     inputs = {"test": layout.test_store, "adversarial": layout.adversarial, "purifier": layout.purifier,
               **{f"restorer/{m}": layout.restorer(m) for m in models}} if rows else {}
     prov = make_provenance("sweep", to_dict(cfg), inputs=inputs,
-                           seeds={"seed": params.seed, "derivation": "derive_seed(seed, 'sweep/<set>/draw<d>', image_id)"},
+                           seeds={"seed": params.seed,
+                                  "derivation": "derive_seed(seed, 'sweep', '<set>/draw<d>/<image_id>')"},
                            device=str(device),
                            extra={"adversarial_sets": {m: adversarial_set(params, m) for m in models}})
     write_json(prov, folder / "provenance.json")
@@ -286,8 +291,8 @@ def render_sweep_table(csv_path: str | Path) -> str:
              "purified PGD PSNR | Δ vs full DDPM (dB) |",
              "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['t_star']} | {r['setting']} | {r['nfe']:g} | {100 * r['nfe_fraction']:.0f} % | "
-                     f"{_fmt_rate(r['images_per_s'])} | {r['psnr_clean']:.2f} | {r['psnr_adv']:.2f} | "
+        lines.append(f"| {r['model']} | {r['t_star']} | {r['setting']} | {r['nfe']:g} | "
+                     f"{100 * r['nfe_fraction']:.0f} % | {_fmt_rate(r['images_per_s'])} | {r['psnr_clean']:.2f} | {r['psnr_adv']:.2f} | "
                      f"{r['delta_adv_db']:+.2f} |")
     summary = summarize(rows, rows[0]["tolerance_db"])
     return "\n".join(lines) + "\n\n" + "\n".join(f"- {s}" for s in summary["statements"]) + "\n"
