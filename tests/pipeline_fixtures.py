@@ -74,3 +74,9 @@ def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 1200) -> s
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return proc
+
+
+def copy_workspace(src: Path, dest: Path) -> Path:
+    """Copy a finished workspace (data, ``dvc.lock``, DVC cache) to ``dest`` so a test may change it."""
+    shutil.copytree(src, dest, symlinks=True, ignore=shutil.ignore_patterns(".prefect"), dirs_exist_ok=True)
+    return dest

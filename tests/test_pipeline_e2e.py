@@ -5,16 +5,15 @@ import json
 import pytest
 import yaml
 
-from tests.pipeline_fixtures import make_workspace, run, tiny_params
+from tests.pipeline_fixtures import copy_workspace, run, tiny_params
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    ws = make_workspace(tmp_path_factory.mktemp("ws"))
-    proc = run(["dvc", "repro"], ws)
-    return ws, proc
+def workspace(repro_workspace, tmp_path_factory):
+    """A copy of the session's repro (the last test here changes params and reruns)."""
+    return copy_workspace(repro_workspace, tmp_path_factory.mktemp("ws")), None
 
 
 def test_repro_produces_report_and_attacks_hurt(workspace):

@@ -84,6 +84,7 @@ class AuditReport:
     sources: list[dict[str, Any]]
     code: list[dict[str, Any]]
     checks: list[Check]
+    detail: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -105,7 +106,10 @@ class AuditReport:
     def to_text(self) -> str:
         """Readable report: chain, params, PSFs, sources, code, and the verdict naming what differs."""
         lines = [f"Lineage of {self.target}" + (f" = {_short(self.value)}" if self.kind == "metric" else ""),
-                 f"  ({self.kind}, produced by stage '{self.stage}')", ""]
+                 f"  ({self.kind}, produced by stage '{self.stage}')"]
+        for key, value in self.detail.items():
+            lines.append(f"  {key}: {_short(value, 200)}")
+        lines.append("")
         by_stage: dict[str, list[Check]] = {}
         for c in self.checks:
             by_stage.setdefault(c.stage, []).append(c)
@@ -140,8 +144,14 @@ class AuditReport:
                 lines.append(f"  {s['split']:5s} {s['id']}  {s['origin']}  sha256 {str(s['sha256'])[:16]}  "
                              f"[{s['status']}]")
             lines.append("")
-        if self.code:
+        code_deps = [(d["path"], _status([c for c in self.checks if c.stage == st.name], "dep", d["path"]))
+                      for st in self.stages for d in st.deps if not d.get("producer")]
+        if self.code or code_deps:
             lines.append("Code")
+            good = sorted({p for p, status in code_deps if status == "ok"})
+            bad = sorted({p for p, status in code_deps if status != "ok"})
+            lines.append(f"  code dependencies (dvc.lock md5): {len(good)} match"
+                         + (f", changed: {', '.join(bad)}" if bad else ""))
             for c in self.code:
                 lines.append(f"  {c['artifact']}: package {c.get('package')}, git {c.get('git_commit') or 'n/a'}"
                              f"{' (src modified)' if c.get('src_dirty') else ''}, torch {c.get('torch')}")
@@ -631,6 +641,14 @@ class _Auditor:
     def run(self, target: str) -> AuditReport:
         kind, name, stage, value = self.resolve(target)
         stages = self.chain(stage)
+        detail: dict[str, Any] = {}
+        if kind == "array":
+            store, array = name.rsplit(".zarr/", 1)
+            node = open_store(self.root / f"{store}.zarr")[array]
+            detail = {"attributes": dict(node.attrs)}
+            if hasattr(node, "dtype"):
+                detail["shape"] = list(node.shape)
+                detail["dtype"] = str(node.dtype)
         for st in stages:
             self.check_stage(st)
             for o in st.outs:
@@ -638,7 +656,7 @@ class _Auditor:
                     self.check_store(st.name, store)
                 self.check_checkpoints(st.name, o["path"])
         return AuditReport(target=name, kind=kind, stage=stage, value=value, stages=stages, psfs=self.psfs,
-                           sources=self.sources, code=self.code, checks=self.checks)
+                           sources=self.sources, code=self.code, checks=self.checks, detail=detail)
 
 
 def _match_key(data: Any, key: str, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:

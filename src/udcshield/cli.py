@@ -94,9 +94,13 @@ def _audit(target: str, repo: str | None, as_json: bool) -> int:
     except AuditError as exc:
         print(f"udcshield: audit error: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps(report.to_dict(), indent=2, default=str) if as_json else report.to_text(), end="" if not as_json else "\n")
+    if as_json:
+        print(json.dumps(report.to_dict(), indent=2, default=str))
+    else:
+        print(report.to_text(), end="")
     if not report.ok:
-        names = ", ".join(sorted({c.subject for c in report.failures}))
+        subjects = sorted({c.subject for c in report.failures})
+        names = ", ".join(subjects[:8]) + (f" (+{len(subjects) - 8} more)" if len(subjects) > 8 else "")
         print(f"udcshield: audit failed: {len(report.failures)} check(s) failed: {names}", file=sys.stderr)
         return 1
     return 0

@@ -47,7 +47,11 @@ def make_psf_bank(optics: OpticsConfig, seed: int) -> np.ndarray:
                   oversample=optics.oversample, user_mask=_user_mask(optics),
                   random_tile_flip=optics.random_tile_flip, rng=numpy_rng(seed, f"{STAGE}/tiles"))
     if optics.spectral_response_path:
-        psf = spectral_psf(*load_sensor_response(optics.spectral_response_path), **common)
+        wavelengths, response = load_sensor_response(optics.spectral_response_path)
+        if response.shape[0] != 3:
+            raise ValueError(f"sensor response {optics.spectral_response_path} has {response.shape[0]} channels; "
+                             "the simulated camera needs 3 channels (R, G, B)")
+        psf = spectral_psf(wavelengths, response, **common)
     else:
         psf = compute_psf(wavelengths_nm=tuple(optics.wavelengths_nm), **common)
     return psf_bank(psf, optics.bank_size, numpy_rng(seed, f"{STAGE}/psf_bank"))

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
@@ -48,7 +49,14 @@ class VGG19Features(nn.Module):
         if path.suffix != ".safetensors":
             raise ValueError(f"VGG-19 weights must be a .safetensors file (never a pickle), got {path.name}")
         model = cls()
-        state = load_file(str(path))
+        try:
+            state = load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as err:
+            with open(path, "rb") as handle:
+                head = handle.read(2)
+            pickled = head[:1] == b"\x80" or head == b"PK"
+            hint = " (it looks like a pickle / torch.save file; never unpickled)" if pickled else ""
+            raise ValueError(f"VGG-19 weights {path} are not a valid safetensors file{hint}: {err}") from None
         missing, unexpected = model.load_state_dict(state, strict=False)
         if missing:
             raise ValueError(f"{path}: missing VGG-19 weights {sorted(missing)[:4]} ...")
