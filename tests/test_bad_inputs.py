@@ -293,6 +293,16 @@ def test_missing_checkpoint_folder(case, capsys):
     assert_clean_failure(case, before, "attack")
 
 
+def test_checkpoint_that_is_a_file(case, capsys):
+    folder = case / "data" / "restorers" / MODEL
+    shutil.rmtree(folder)
+    folder.write_bytes(b"")
+    before = snapshot(case / "data")
+    code, err = run_cli(case, "attack", capsys)
+    assert code == 1 and str(folder) in err
+    assert_clean_failure(case, before, "attack")
+
+
 def test_missing_vgg_weights(case, capsys):
     set_params(case, train={"perceptual_weight": 0.1, "vgg_weights_path": str(case / "vgg19.safetensors")})
     before = snapshot(case / "data")

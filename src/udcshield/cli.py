@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_torch()
     try:
         result = _stages()[args.stage](params, Layout(Path(args.data)))
-    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+    except (OSError, ValueError, RuntimeError) as exc:  # OSError: missing/unreadable files and folders
         print(f"udcshield: error in stage {args.stage}: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(result, indent=2, default=str))
