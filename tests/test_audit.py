@@ -8,11 +8,9 @@ import pytest
 import yaml
 import zarr
 
-from tests.pipeline_fixtures import copy_workspace
+from tests.pipeline_fixtures import copy_workspace, run
 from udcshield.audit import AuditError, audit, dvc_md5
 from udcshield.cli import main
-
-pytestmark = pytest.mark.slow
 
 METRIC = "data/evaluate/metrics.json:resunet_tiny:base.none.pgd_8.psnr"
 ARRAY = "data/attack/adversarial.zarr/resunet_tiny/base/pgd/8"
@@ -27,6 +25,7 @@ def _audit_cli(ws, *args):
     return main(["audit", *args, "--repo", str(ws)])
 
 
+@pytest.mark.slow
 def test_dvc_md5_matches_dvc_lock(repro_workspace):
     lock = yaml.safe_load((repro_workspace / "dvc.lock").read_text())["stages"]
     entries = [e for stage in lock.values() for e in (*stage.get("deps", []), *stage.get("outs", []))]
@@ -35,6 +34,7 @@ def test_dvc_md5_matches_dvc_lock(repro_workspace):
         assert dvc_md5(repro_workspace / e["path"], repro_workspace) == e["md5"], e["path"]
 
 
+@pytest.mark.slow
 def test_fresh_run_passes_and_prints_the_chain(repro_workspace, capsys):
     assert _audit_cli(repro_workspace, METRIC) == 0
     out = capsys.readouterr().out
@@ -47,6 +47,7 @@ def test_fresh_run_passes_and_prints_the_chain(repro_workspace, capsys):
     assert "PASS: all" in out
 
 
+@pytest.mark.slow
 def test_json_report_for_an_array(repro_workspace, capsys):
     assert _audit_cli(repro_workspace, ARRAY, "--json") == 0
     report = json.loads(capsys.readouterr().out)
@@ -58,6 +59,7 @@ def test_json_report_for_an_array(repro_workspace, capsys):
     assert {"params", "dep", "out", "array", "provenance", "source"} <= kinds
 
 
+@pytest.mark.slow
 def test_altered_array_chunk_fails_and_names_the_array(ws, capsys):
     arr = zarr.open_array(ws / ARRAY, mode="r+")
     first = np.asarray(arr[0])
@@ -74,6 +76,7 @@ def test_altered_array_chunk_fails_and_names_the_array(ws, capsys):
     assert failing == {ARRAY}
 
 
+@pytest.mark.slow
 def test_params_change_without_repro_is_a_params_mismatch(ws, capsys):
     params = yaml.safe_load((ws / "params.yaml").read_text())
     params["attack"]["attacks"][0]["kwargs"]["steps"] = 4
@@ -85,6 +88,7 @@ def test_params_change_without_repro_is_a_params_mismatch(ws, capsys):
     assert {(c.kind, c.stage) for c in report.failures} == {("params", "attack")}
 
 
+@pytest.mark.slow
 def test_changed_source_image_record_is_named(ws):
     store = zarr.open_group(ws / "data/simulated/test.zarr", mode="r+")
     sources = store.attrs["sources"]
@@ -96,6 +100,7 @@ def test_changed_source_image_record_is_named(ws):
     assert any(c.kind == "out" and c.subject == "data/simulated" for c in report.failures)
 
 
+@pytest.mark.slow
 def test_unknown_target_and_missing_lock(ws, capsys):
     assert _audit_cli(ws, "no.such.metric") == 2
     assert "neither a path" in capsys.readouterr().err
@@ -104,3 +109,18 @@ def test_unknown_target_and_missing_lock(ws, capsys):
     (ws / "dvc.lock").unlink()
     with pytest.raises(AuditError, match="dvc.lock not found"):
         audit(METRIC, ws)
+
+
+def test_dvc_md5_honours_dvcignore_like_dvc(tmp_path):
+    (tmp_path / "out" / "sub").mkdir(parents=True)
+    (tmp_path / "out" / "a.txt").write_text("a\n")
+    (tmp_path / "out" / "sub" / "b.bin").write_bytes(bytes(range(256)))
+    (tmp_path / "out" / "sub" / "scratch.tmp").write_text("ignored")
+    (tmp_path / ".dvcignore").write_text("# scratch files\n*.tmp\n")
+    run(["dvc", "init", "--no-scm", "-q"], tmp_path)
+    run(["dvc", "add", "-q", "out"], tmp_path)
+    recorded = yaml.safe_load((tmp_path / "out.dvc").read_text())["outs"][0]
+    assert recorded["nfiles"] == 2
+    assert dvc_md5(tmp_path / "out", tmp_path) == recorded["md5"]
+    assert dvc_md5(tmp_path / "out") != recorded["md5"]  # without the ignore rules the scratch file counts
+    assert dvc_md5(tmp_path / "out" / "a.txt") == "60b725f10c9c85c70d97880dfe8191b3"  # md5 of b"a\n"
