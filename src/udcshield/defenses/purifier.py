@@ -194,7 +194,18 @@ class DiffusionPurifier(nn.Module):
         """
         if isinstance(t, int):
             t = torch.full((z_t.shape[0],), t, dtype=torch.long, device=z_t.device)
+        runner = self.__dict__.get("_noise_runner")
+        if runner is not None:
+            return runner(z_t, t.to(z_t.device) - 1)
         return self.unet(z_t, t.to(z_t.device) - 1).sample
+
+    def set_noise_runner(self, runner: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None) -> None:
+        """Execute the UNet through ``runner(z_t, t0) -> ε̂`` (e.g. bf16 / compiled, see
+        :func:`udcshield.accel.noise_predictor`); ``None`` restores the plain UNet call. ``t0`` is the
+        UNet's 0-based (B,) timestep index. Not saved with the weights."""
+        if runner is not None and not callable(runner):
+            raise ValueError(f"runner must be callable or None, got {type(runner).__name__}")
+        self.__dict__["_noise_runner"] = runner
 
     def training_loss(self, x0: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """DDPM simple loss (Ho et al. 2020, Eq. 14): E‖ε − ε̂(√ᾱ_t x0 + √(1−ᾱ_t) ε, t)‖², t ~ U{1..T}
