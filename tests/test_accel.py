@@ -144,3 +144,21 @@ def test_cuda_graph_purifier_matches_eager():
         for _ in range(3):  # warm-up, record, replay
             out = purify_ddim(purifier, x, t_star=20, num_steps=4, generator=gens())
     torch.testing.assert_close(out, ref, atol=2e-3, rtol=2e-3)
+
+
+def test_params_accel_section_is_checked_and_a_no_op_on_cpu():
+    from udcshield.accel import accelerate_purifier_for, accelerate_restorer_for
+    from udcshield.config import ConfigError, params_from_dict
+
+    with pytest.raises(ConfigError, match="accel.amp"):
+        params_from_dict({"accel": {"amp": "fp16"}})
+    with pytest.raises(ConfigError, match="accel.amp_tolerance_db"):
+        params_from_dict({"accel": {"amp_tolerance_db": 0.0}})
+    cfg = params_from_dict({"accel": {"amp": "auto", "channels_last": True, "compile": "default"}}).accel
+    model = _restorer()
+    x = torch.rand(2, 3, 16, 16, generator=torch_generator(0, "x"))
+    same, label = accelerate_restorer_for(cfg, model, x, x, "cpu")
+    assert same is model and label == "fp32"
+    purifier = DiffusionPurifier(sample_size=16, block_out_channels=(8, 16), generator=torch_generator(0, "p"))
+    assert accelerate_purifier_for(cfg, purifier, "cpu") == "fp32"
+    assert purifier.__dict__["_noise_runner"] is None

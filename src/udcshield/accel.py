@@ -185,3 +185,49 @@ def accelerate_purifier(purifier: nn.Module, accel: Acceleration, device: torch.
     purifier = purifier.to(device)
     purifier.set_noise_runner(noise_predictor(purifier.unet, accel) if accel.enabled else None)
     return purifier
+
+
+def _resolved(cfg: Any, amp: str) -> Acceleration:
+    return Acceleration(amp=amp, channels_last=bool(cfg.channels_last), compile=str(cfg.compile))
+
+
+def accelerate_restorer_for(cfg: Any, model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
+                            device: torch.device | str) -> tuple[nn.Module, str]:
+    """Apply the params' ``accel`` section (:class:`udcshield.config.AccelConfig`) to a restorer.
+
+    On CPU the model is returned on ``device`` unchanged (label ``fp32``). On CUDA ``amp: auto`` keeps bf16
+    only when :func:`choose_amp` on (``inputs``, ``targets``) — (N, 3, H, W) in [0, 1], a few test images —
+    is within ``cfg.amp_tolerance_db``. Returns the module to attack with and its label (e.g. ``bf16+cl``).
+    """
+    device = torch.device(device)
+    if device.type != "cuda":
+        return model.to(device), "fp32"
+    amp = cfg.amp
+    if amp == "auto":
+        amp, _ = choose_amp(model, inputs, targets, device, tolerance_db=float(cfg.amp_tolerance_db))
+    accel = _resolved(cfg, amp)
+    cache = model.__dict__.setdefault("_accelerated", {})  # one wrapper per setting: compile once per model
+    key = (accel, str(device))
+    if key not in cache:
+        cache[key] = accelerate(model, accel, device)
+    return cache[key], accel.label()
+
+
+def accelerate_purifier_for(cfg: Any, purifier: nn.Module, device: torch.device | str) -> str:
+    """Apply the params' ``accel`` section to a DiffusionPurifier's UNet in place; returns its label.
+
+    CPU: nothing changes (``fp32``). CUDA: bf16 only for ``amp: bf16`` (``auto`` stays float32: the
+    restorer-side check says nothing about the purifier), compile uses CUDA graphs ("reduce-overhead").
+    """
+    device = torch.device(device)
+    if device.type != "cuda":
+        purifier.to(device)
+        purifier.set_noise_runner(None)
+        purifier.__dict__.pop("_accel_key", None)
+        return "fp32"
+    accel = Acceleration(amp="bf16" if cfg.amp == "bf16" else "none", channels_last=bool(cfg.channels_last),
+                         compile="none" if cfg.compile == "none" else "reduce-overhead")
+    if purifier.__dict__.get("_accel_key") != (accel, str(device)):  # keep a compiled runner across shards
+        accelerate_purifier(purifier, accel, device)
+        purifier.__dict__["_accel_key"] = (accel, str(device))
+    return accel.label()

@@ -584,6 +584,28 @@ class RunnerConfig:
 
 
 @dataclass(frozen=True)
+class AccelConfig:
+    """How the attack and purify stages execute networks on CUDA (:mod:`udcshield.accel`); ignored on CPU.
+
+    ``amp``: ``none`` (float32), ``bf16`` (autocast) or ``auto`` (bf16 for a restorer only when its PSNR on
+    the first test images stays within ``amp_tolerance_db`` of float32; the measurement is stored with the
+    attack's cost). The purifier follows ``bf16``; with ``auto`` it stays float32.
+    ``channels_last``: NHWC convolutions. ``compile``: ``none`` or a torch.compile mode; the purifier's UNet
+    uses ``reduce-overhead`` (CUDA graphs) whenever compile is not ``none``.
+    Accelerated runs differ from float32 runs by rounding, so these keys are DVC parameters of the stages.
+    """
+
+    amp: Literal["none", "bf16", "auto"] = "none"
+    channels_last: bool = False
+    compile: Literal["none", "default", "reduce-overhead", "max-autotune"] = "none"
+    amp_tolerance_db: float = 0.05
+
+    def validate(self, where: str) -> None:
+        if not self.amp_tolerance_db > 0:
+            raise ConfigError(f"{where}.amp_tolerance_db must be > 0, got {self.amp_tolerance_db}")
+
+
+@dataclass(frozen=True)
 class Params:
     """The whole ``params.yaml``."""
 
@@ -600,6 +622,7 @@ class Params:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     runner: RunnerConfig = field(default_factory=RunnerConfig)
+    accel: AccelConfig = field(default_factory=AccelConfig)
 
     def validate(self, where: str = "params") -> None:
         if self.seed < 0:

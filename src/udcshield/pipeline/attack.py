@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from udcshield.accel import accelerate_restorer_for
 from udcshield.attacks.base import project_linf
 from udcshield.attacks.registry import create_attack
 from udcshield.attacks.universal import apply_universal, universal_perturbation
@@ -117,6 +118,7 @@ def craft_images(model: torch.nn.Module, spec: AttackSpec, budget: int, inputs: 
     the same random starts as in the whole set.
     """
     model = model.to(device).eval()
+    model, accel = accelerate_restorer_for(params.accel, model, inputs[:16], targets[:16], device)
     stage = f"attack/{array_name(source, spec.name, budget)}"
     start = time.perf_counter()
     if spec.name == "universal":
@@ -124,6 +126,7 @@ def craft_images(model: torch.nn.Module, spec: AttackSpec, budget: int, inputs: 
     else:
         adv, cost = _per_image(model, spec, budget, inputs, targets, image_ids, params, stage, device)
     cost["seconds"] = round(time.perf_counter() - start, 3)
+    cost["accel"] = accel
     if spec.name == "cw":
         adv = project_linf(adv, inputs, budget / 256.0)
     return adv, cost
@@ -206,6 +209,7 @@ def plan(params: Params, layout: Layout, device: torch.device) -> dict[str, list
     common = {"stage": "attack", "seed": params.seed, "objective": params.attack.objective,
               "reference": params.attack.reference, "batch_size": params.attack.batch_size,
               "shard_size": params.attack.shard_size, "code": code_digest(), "device": device.type,
+              "accel": to_dict(params.accel) if device.type == "cuda" else None,
               "inputs": recorded_digest(layout.test_store, "inputs"),
               "targets": recorded_digest(layout.test_store, "targets"), "ids": ids_digest(ids)}
     checkpoints = {source: tree_sha256(layout.checkpoint(*source.split("/"))) for source in restorers(params)}
@@ -269,8 +273,8 @@ def assemble(params: Params, layout: Layout, shards: dict[str, list[Shard]], dev
         for shard in parts:
             images, attrs = cache.read(shard)
             arrays.append(images)
-            for key, value in attrs.get("cost", {}).items():
-                cost[key] = cost.get(key, 0) + value
+            for key, value in attrs.get("cost", {}).items():  # counts add up; labels (accel) are kept
+                cost[key] = cost.get(key, 0) + value if isinstance(value, (int, float)) else value
         cost["seconds"] = round(float(cost.get("seconds", 0.0)), 3)
         adv = torch.from_numpy(np.concatenate(arrays))
         attrs = _norm_attrs(spec, budget, adv, inputs, source, f"attack/{name}", cost)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from udcshield.accel import accelerate_purifier_for
 from udcshield.config import Params, to_dict
 from udcshield.defenses.dataset import purify_set
 from udcshield.defenses.purifier import load_purifier
@@ -59,6 +60,7 @@ def purify_one(params: Params, purifier: torch.nn.Module, name: str, images: tor
     """
     cfg = params.purify
     stage = f"purify/{name}"
+    accelerate_purifier_for(params.accel, purifier, device)
 
     def one_batch(s: slice) -> torch.Tensor:
         return purify_set(purifier, images[s], image_ids[s], t_star=cfg.t_star, num_steps=cfg.num_steps,
@@ -82,7 +84,7 @@ def plan(params: Params, layout: Layout, device: torch.device) -> dict[str, list
     ids = list(store_attrs(layout.test_store)["image_ids"])
     common = {"stage": "purify", "seed": params.seed, "purify": to_dict(params.purify),
               "purifier": tree_sha256(layout.purifier), "ids": ids_digest(ids), "code": code_digest(),
-              "device": device.type}
+              "device": device.type, "accel": to_dict(params.accel) if device.type == "cuda" else None}
     return {name: make_shards(name, len(ids), params.purify.shard_size,
                               {**common, "input": recorded_digest(*source_of(layout, name))})
             for name in set_names(params)}
