@@ -21,6 +21,9 @@ def test_repro_produces_report_and_attacks_hurt(workspace):
     report = (ws / "data/report/report.md").read_text()
     assert "| resunet_tiny:base | none |" in report
     assert "## Defense against adaptive attacks" in report and "adaptive bpda_eot" in report
+    assert "## Purifier sweep" in report and "| restorer | t* | setting |" in report
+    html = (ws / "data/report/report.html").read_text()
+    assert 'id="sweep"' in html and "data:image/png;base64," in html
     adaptive = json.loads((ws / "data/adaptive/metrics.json").read_text())
     cell = adaptive["resunet_tiny:base"]["purified"]["bpda_eot_8"]
     assert cell["psnr_worst_draw"] <= cell["psnr_mean_draws"]

@@ -25,7 +25,7 @@ from udcshield.pipeline.layout import Layout, configure_torch, resolve_device
 
 
 def _stages() -> dict[str, Callable[[Params, Layout], Any]]:
-    from udcshield.pipeline import adaptive, attack, evaluate, finetune, purify, report, simulate, train
+    from udcshield.pipeline import adaptive, attack, evaluate, finetune, purify, report, simulate, sweep, train
 
     def dev(p: Params):
         return resolve_device(p.device)
@@ -41,12 +41,14 @@ def _stages() -> dict[str, Callable[[Params, Layout], Any]]:
         "attack": lambda p, lay: attack.run(p, lay, dev(p), log),
         "purify": lambda p, lay: purify.run(p, lay, dev(p), log),
         "adaptive": lambda p, lay: adaptive.run(p, lay, dev(p), log),
+        "sweep": lambda p, lay: sweep.run(p, lay, dev(p), log),
         "evaluate": lambda p, lay: evaluate.run(p, lay, dev(p), log),
         "report": lambda p, lay: report.run(p, lay),
     }
 
 
-STAGES = ("simulate", "train", "train_purifier", "finetune", "attack", "purify", "adaptive", "evaluate", "report")
+STAGES = ("simulate", "train", "train_purifier", "finetune", "attack", "purify", "sweep", "adaptive", "evaluate",
+          "report")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,6 +43,7 @@ from udcshield.evaluation.records import read_records_csv
 from udcshield.evaluation.tables import markdown_table
 from udcshield.models.checkpoint import read_checkpoint_config
 from udcshield.pipeline import adaptive
+from udcshield.pipeline.sweep import render_sweep_table, sweep_dir
 from udcshield.pipeline.attack import array_name, conditions, load_restorer, restorers
 from udcshield.pipeline.common import apply_batched, load_pairs, write_rows_csv
 from udcshield.pipeline.evaluate import DEFENSES, TRANSFER, means, model_label
@@ -181,6 +182,7 @@ def render(params: Params, layout: Layout, digests: dict[str, dict[str, str]] | 
                      f" | {worst['none']:.2f} | {worst['purified']:.2f} |")
     lines += [""] + adaptive_lines(params, layout)
     lines += [""] + transfer_lines(params, summary)
+    lines += sweep_lines(layout)
     lines += ["## Sanity checks", "", "| check | status | detail |", "|---|---|---|"]
     lines += [f"| {c} | {s} | {d} |" for c, s, d in sanity_checks(params, summary, attack_attrs)]
     lines += ["", "## Attack cost", "", "| set | iterations | forward+backward | queries | seconds | "
@@ -575,6 +577,34 @@ def optics_section(params: Params, layout: Layout) -> H.Section:
     return H.Section("optics", "Display and PSF", body)
 
 
+def sweep_csv(layout: Layout) -> Path:
+    """``<data root>/sweep/sweep.csv`` (written by the sweep stage; optional for the report)."""
+    return sweep_dir(layout) / "sweep.csv"
+
+
+def sweep_lines(layout: Layout) -> list[str]:
+    """Markdown block of the purifier t* x sampler sweep, or nothing when the sweep has not run."""
+    if not sweep_csv(layout).is_file():
+        return []
+    return ["## Purifier sweep: t* and sampler (non-adaptive)", "", render_sweep_table(sweep_csv(layout))]
+
+
+def sweep_section(layout: Layout) -> H.Section | None:
+    """The sweep table (network evaluations, images/s, defended PSNR vs the full DDPM chain) as HTML."""
+    if not sweep_csv(layout).is_file():
+        return None
+    text = render_sweep_table(sweep_csv(layout))
+    table_lines = [line for line in text.splitlines() if line.startswith("|")]
+    notes = [line[2:] for line in text.splitlines() if line.startswith("- ")]
+    if len(table_lines) < 2:
+        return H.Section("sweep", "Purifier sweep", H.paragraph(text.strip()))
+    split = [[c.strip() for c in line.strip("|").split("|")] for line in table_lines]
+    body = H.table(split[0], split[2:], left_columns=3, table_id="sweep",
+                   caption="PGD inputs crafted on the bare restorer, then purified (non-adaptive)")
+    body += "".join(H.paragraph(n) for n in notes)
+    return H.Section("sweep", "Purifier sweep", body)
+
+
 def checks_section(rows: list[tuple[str, str, str]]) -> H.Section:
     """The sanity checks of DESIGN.md section 5, failures highlighted."""
     cells: list[list[H.Cell]] = [[c, (s, "fail" if s == FAIL else "good"), d] for c, s, d in rows]
@@ -650,7 +680,7 @@ def render_html(params: Params, layout: Layout, digests: dict[str, dict[str, str
     sections = [summary_section(params, summary, adaptive_summary, n_images), tables_section(params, summary),
                 curves_section(params, summary), grids_section(params, layout, device),
                 adaptive_section(params, adaptive_summary), transfer_section(params, summary),
-                cost_section(attack_attrs), optics_section(params, layout),
+                sweep_section(layout), cost_section(attack_attrs), optics_section(params, layout),
                 checks_section(sanity_checks(params, summary, attack_attrs))]
     o = params.simulate
     subtitle = [f"Restorers {', '.join(m.name for m in params.train.models)} on {n_images} test images, "
