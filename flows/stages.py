@@ -16,9 +16,11 @@ from tasks import robustness as rt
 from tasks import simulate as st
 from tasks import sweep as swt
 from tasks import train as tt
+from tasks.common import progress_logger
 from udcshield.config import Params, load_params
 from udcshield.pipeline import attack, evaluate, finetune
 from udcshield.pipeline.layout import Layout, configure_torch, resolve_device
+from udcshield.progress import ProgressMeter
 
 
 def _setup(params_path: str, data_root: str) -> tuple[Params, Layout]:
@@ -130,8 +132,12 @@ def evaluate_flow(params_path: str = "params.yaml", data_root: str = "data") -> 
     device = resolve_device(params.device)
     _, targets, ids = tt.load_split(str(layout.test_store))
     models = rt.load_restorers(params, layout)
-    records = [r for cell in evaluate.cells(params)
-               for r in rt.score_cell(params, layout, models[cell[0]], cell, targets, ids, device)]
+    cells = list(evaluate.cells(params))
+    meter = ProgressMeter(len(cells) * len(ids), "evaluate", progress_logger("evaluate"))
+    records = []
+    for cell in cells:  # one progress line per cell: images scored, rate, ETA
+        records += rt.score_cell(params, layout, models[cell[0]], cell, targets, ids, device)
+        meter.update(len(ids), cell="/".join(map(str, cell)))
     return rt.write_evaluation(params, layout, records)
 
 
