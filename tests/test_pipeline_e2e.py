@@ -46,8 +46,11 @@ def test_metrics_and_plots_commands(workspace):
     ws, _ = workspace
     shown = run(["dvc", "metrics", "show", "--json"], ws).stdout
     assert "pgd_8" in shown
-    run(["dvc", "plots", "show", "-o", "plots_html"], ws)
-    assert (ws / "plots_html" / "index.html").exists()
+    shown = run(["dvc", "plots", "show", "-o", "plots_html"], ws)
+    assert "failed to load" not in (shown.stdout + shown.stderr).lower(), shown.stderr
+    page = (ws / "plots_html" / "index.html").read_text()
+    for series in ("resunet_tiny_base_none", "resunet_tiny_finetuned_purified", "worst_case"):
+        assert series in page, series
 
 
 def test_changing_an_attack_param_reruns_only_downstream(workspace):
