@@ -49,7 +49,7 @@ def test_metrics_and_plots_commands(workspace):
     shown = run(["dvc", "plots", "show", "-o", "plots_html"], ws)
     assert "failed to load" not in (shown.stdout + shown.stderr).lower(), shown.stderr
     page = (ws / "plots_html" / "index.html").read_text()
-    for series in ("resunet_tiny_base_none", "resunet_tiny_finetuned_purified", "worst_case"):
+    for series in ("resunet_tiny_base_none", "resunet_tiny_finetuned_purified", "Worst attacked PSNR"):
         assert series in page, series
 
 
