@@ -599,7 +599,7 @@ def sweep_section(layout: Layout) -> H.Section | None:
     if len(table_lines) < 2:
         return H.Section("sweep", "Purifier sweep", H.paragraph(text.strip()))
     split = [[c.strip() for c in line.strip("|").split("|")] for line in table_lines]
-    body = H.table(split[0], split[2:], left_columns=3, table_id="sweep",
+    body = H.table(split[0], split[2:], left_columns=3, table_id="sweep-table",
                    caption="PGD inputs crafted on the bare restorer, then purified (non-adaptive)")
     body += "".join(H.paragraph(n) for n in notes)
     return H.Section("sweep", "Purifier sweep", body)
