@@ -7,8 +7,10 @@ outputs stay float32 images in [0, 1]. Whether bf16 is acceptable is a measured 
 :func:`amp_psnr_gap` compares a model's output PSNR in bf16 and float32, and :func:`choose_amp` keeps
 bf16 only where the gap is within a tolerance (0.05 dB by default).
 
-On CPU every option is accepted but only ``compile`` changes anything (autocast to bf16 on CPU is slower
-than float32 for these convolutional nets, so it is refused there unless ``allow_cpu_amp``).
+On CPU, :func:`accelerate` applies channels_last and compile as asked but refuses bf16 unless
+``allow_cpu_amp`` (autocast to bf16 on CPU is slower than float32 for these convolutional nets); the
+pipeline entry points :func:`accelerate_restorer_for` and :func:`accelerate_purifier_for` change nothing
+on CPU, so CPU results never depend on the ``accel`` params. Measurements: BENCHMARKS.md ("GPU speed").
 """
 
 from __future__ import annotations
