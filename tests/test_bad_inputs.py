@@ -183,11 +183,13 @@ def test_wrong_shape(case, capsys, shape, message):
     assert_clean_failure(case, before, "restorers")
 
 
-def test_wrong_shape_in_the_attacked_store(case, capsys):
-    _replace_store(case, "test", np.full((4, 32, 32), 0.5, dtype=np.float32))
+@pytest.mark.parametrize("shape, message", [((4, 1, 32, 32), "expected RGB images N x 3 x H x W"),
+                                            ((4, 32, 32), "expected N x C x H x W float32")])
+def test_wrong_shape_in_the_attacked_store(case, capsys, shape, message):
+    _replace_store(case, "test", np.full(shape, 0.5, dtype=np.float32))
     before = snapshot(case / "data")
     code, err = run_cli(case, "attack", capsys)
-    assert code == 1 and "expected N x C x H x W float32" in err and "test.zarr/inputs" in err
+    assert code == 1 and message in err and "test.zarr/inputs" in err
     assert_clean_failure(case, before, "attack")
 
 

@@ -32,7 +32,7 @@ from udcshield.attacks.registry import create_attack
 from udcshield.attacks.universal import apply_universal, universal_perturbation
 from udcshield.config import AttackSpec, Params, to_dict
 from udcshield.models.checkpoint import load_checkpoint
-from udcshield.pipeline.common import load_pairs, run_batched, to_numpy_images
+from udcshield.pipeline.common import check_rgb_pairs, load_pairs, run_batched, to_numpy_images
 from udcshield.pipeline.layout import Layout
 from udcshield.pipeline.shards import Shard, ShardCache, cache_root, code_digest, ids_digest, make_shards
 from udcshield.progress import ProgressMeter
@@ -235,6 +235,7 @@ def craft_shard(params: Params, layout: Layout, shard: Shard, device: torch.devi
     source, spec, budget = spec_of(params, shard.set_name)
     inputs = torch.from_numpy(read_images(layout.test_store, "inputs", rows=shard.rows))
     targets = torch.from_numpy(read_images(layout.test_store, "targets", rows=shard.rows))
+    check_rgb_pairs(layout.test_store, inputs, targets)
     ids = list(store_attrs(layout.test_store)["image_ids"])[shard.rows]
     train = load_pairs(layout.train_store)[:2] if spec.name == "universal" else None
     model = load_restorer(layout, source) if model is None else model

@@ -41,12 +41,19 @@ def batches(n: int, size: int) -> Iterator[slice]:
         yield slice(start, min(start + size, n))
 
 
+def check_rgb_pairs(store: str | Path, inputs: torch.Tensor, targets: torch.Tensor) -> None:
+    """ValueError naming ``store`` unless inputs and targets are RGB batches (N, 3, H, W) of one shape."""
+    if inputs.ndim != 4 or inputs.shape[1] != 3:
+        raise ValueError(f"{store}/inputs: expected RGB images N x 3 x H x W, got shape {tuple(inputs.shape)}")
+    if inputs.shape != targets.shape:
+        raise ValueError(f"{store}: inputs {tuple(inputs.shape)} and targets {tuple(targets.shape)} differ in shape")
+
+
 def load_pairs(store: str | Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """(inputs, targets, image_ids) of a simulated split: two (N, 3, H, W) float32 tensors in [0, 1]."""
     inputs = torch.from_numpy(read_images(store, "inputs"))
     targets = torch.from_numpy(read_images(store, "targets"))
-    if inputs.shape[1] != 3:
-        raise ValueError(f"{store}/inputs: expected RGB images N x 3 x H x W, got shape {tuple(inputs.shape)}")
+    check_rgb_pairs(store, inputs, targets)
     attrs = store_attrs(store)
     if not isinstance(attrs.get("image_ids"), list):
         raise ValueError(f"{store}: no 'image_ids' list in the store's attributes; rerun the simulate stage")
