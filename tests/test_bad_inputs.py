@@ -173,24 +173,15 @@ def _replace_store(case: Path, split: str, inputs: np.ndarray) -> None:
         w.add_array("targets", inputs)
 
 
+@pytest.mark.parametrize("split, stage, artifact", [("train", "train", "restorers"), ("test", "attack", "attack")])
 @pytest.mark.parametrize("shape, message", [((8, 1, 32, 32), "expected RGB images N x 3 x H x W"),
                                             ((8, 32, 32), "expected N x C x H x W float32")])
-def test_wrong_shape(case, capsys, shape, message):
-    _replace_store(case, "train", np.full(shape, 0.5, dtype=np.float32))
+def test_wrong_shape(case, capsys, split, stage, artifact, shape, message):
+    _replace_store(case, split, np.full(shape, 0.5, dtype=np.float32))
     before = snapshot(case / "data")
-    code, err = run_cli(case, "train", capsys)
-    assert code == 1 and message in err and "train.zarr/inputs" in err
-    assert_clean_failure(case, before, "restorers")
-
-
-@pytest.mark.parametrize("shape, message", [((4, 1, 32, 32), "expected RGB images N x 3 x H x W"),
-                                            ((4, 32, 32), "expected N x C x H x W float32")])
-def test_wrong_shape_in_the_attacked_store(case, capsys, shape, message):
-    _replace_store(case, "test", np.full(shape, 0.5, dtype=np.float32))
-    before = snapshot(case / "data")
-    code, err = run_cli(case, "attack", capsys)
-    assert code == 1 and message in err and "test.zarr/inputs" in err
-    assert_clean_failure(case, before, "attack")
+    code, err = run_cli(case, stage, capsys)
+    assert code == 1 and message in err and f"{split}.zarr/inputs" in err
+    assert_clean_failure(case, before, artifact)
 
 
 def _response_csv(path: Path, channels: int, bad: float | None = None) -> Path:
