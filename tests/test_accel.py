@@ -157,7 +157,7 @@ def test_params_accel_section_is_checked_and_a_no_op_on_cpu():
     cfg = params_from_dict({"accel": {"amp": "auto", "channels_last": True, "compile": "default"}}).accel
     model = _restorer()
     x = torch.rand(2, 3, 16, 16, generator=torch_generator(0, "x"))
-    same, label = accelerate_restorer_for(cfg, model, x, x, "cpu")
+    same, label = accelerate_restorer_for(cfg, model, lambda: pytest.fail("the probe is read only on CUDA"), "cpu")
     assert same is model and label == "fp32"
     purifier = DiffusionPurifier(sample_size=16, block_out_channels=(8, 16), generator=torch_generator(0, "p"))
     assert accelerate_purifier_for(cfg, purifier, "cpu") == "fp32"

@@ -193,20 +193,26 @@ def _resolved(cfg: Any, amp: str) -> Acceleration:
     return Acceleration(amp=amp, channels_last=bool(cfg.channels_last), compile=str(cfg.compile))
 
 
-def accelerate_restorer_for(cfg: Any, model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
+def accelerate_restorer_for(cfg: Any, model: nn.Module, probe: Callable[[], tuple[torch.Tensor, torch.Tensor]],
                             device: torch.device | str) -> tuple[nn.Module, str]:
     """Apply the params' ``accel`` section (:class:`udcshield.config.AccelConfig`) to a restorer.
 
     On CPU the model is returned on ``device`` unchanged (label ``fp32``). On CUDA ``amp: auto`` keeps bf16
-    only when :func:`choose_amp` on (``inputs``, ``targets``) — (N, 3, H, W) in [0, 1], a few test images —
-    is within ``cfg.amp_tolerance_db``. Returns the module to attack with and its label (e.g. ``bf16+cl``).
+    only when :func:`choose_amp` on ``probe()`` — (inputs, targets), (N, 3, H, W) in [0, 1], the same few
+    test images for every call, so the choice cannot depend on sharding — is within
+    ``cfg.amp_tolerance_db``. The probe is read and measured once per model and tolerance; the wrapper is
+    built (and compiled) once per setting. Returns the module to attack with and its label (e.g. ``bf16+cl``).
     """
     device = torch.device(device)
     if device.type != "cuda":
         return model.to(device), "fp32"
     amp = cfg.amp
     if amp == "auto":
-        amp, _ = choose_amp(model, inputs, targets, device, tolerance_db=float(cfg.amp_tolerance_db))
+        choices = model.__dict__.setdefault("_amp_choice", {})
+        key = (float(cfg.amp_tolerance_db), str(device))
+        if key not in choices:
+            choices[key] = choose_amp(model, *probe(), device, tolerance_db=key[0])[0]
+        amp = choices[key]
     accel = _resolved(cfg, amp)
     cache = model.__dict__.setdefault("_accelerated", {})  # one wrapper per setting: compile once per model
     key = (accel, str(device))

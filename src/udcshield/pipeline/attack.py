@@ -44,6 +44,9 @@ from udcshield.store.zarr_io import read_images, recorded_digest, store_attrs, w
 Progress = Callable[[dict], None] | None
 
 
+PROBE_IMAGES = 16  # test images on which accel.amp 'auto' compares bf16 with float32
+
+
 def restorers(params: Params) -> Iterator[str]:
     """Every attacked restorer as ``<model>/<variant>`` (variant ``base`` or ``finetuned``)."""
     for spec in params.train.models:
@@ -110,15 +113,19 @@ def craft(model: torch.nn.Module, spec: AttackSpec, budget: int, inputs: torch.T
 
 def craft_images(model: torch.nn.Module, spec: AttackSpec, budget: int, inputs: torch.Tensor, targets: torch.Tensor,
                  image_ids: list[str], params: Params, source: str, device: torch.device,
-                 train: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
+                 train: tuple[torch.Tensor, torch.Tensor] | None = None,
+                 probe: Callable[[], tuple[torch.Tensor, torch.Tensor]] | None = None,
+                 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """Adversarial inputs (N, 3, H, W) float32 in [0, 1] on CPU for these images, and their cost.
 
     The cost counts iterations, forward-backward passes, queries and seconds. Image ``i``'s random start
     comes from ``derive_seed(seed, 'attack/<set>', image_ids[i])``, so any subset (shard) of a set gets
-    the same random starts as in the whole set.
+    the same random starts as in the whole set. ``probe()`` gives the (inputs, targets) on which
+    ``accel.amp: auto`` decides bf16 on CUDA (default: the first 16 of these images).
     """
     model = model.to(device).eval()
-    model, accel = accelerate_restorer_for(params.accel, model, inputs[:16], targets[:16], device)
+    probe = probe if probe is not None else (lambda: (inputs[:PROBE_IMAGES], targets[:PROBE_IMAGES]))
+    model, accel = accelerate_restorer_for(params.accel, model, probe, device)
     stage = f"attack/{array_name(source, spec.name, budget)}"
     start = time.perf_counter()
     if spec.name == "universal":
@@ -239,8 +246,17 @@ def craft_shard(params: Params, layout: Layout, shard: Shard, device: torch.devi
     ids = list(store_attrs(layout.test_store)["image_ids"])[shard.rows]
     train = load_pairs(layout.train_store)[:2] if spec.name == "universal" else None
     model = load_restorer(layout, source) if model is None else model
-    adv, cost = craft_images(model, spec, budget, inputs, targets, ids, params, source, device, train)
+    adv, cost = craft_images(model, spec, budget, inputs, targets, ids, params, source, device, train,
+                             probe=lambda: probe_pairs(layout))
     return to_numpy_images(adv), cost
+
+
+def probe_pairs(layout: Layout) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first :data:`PROBE_IMAGES` test (inputs, targets), (n, 3, H, W) in [0, 1]: where
+    ``accel.amp: auto`` measures bf16 against float32, the same images whichever shard asks."""
+    rows = slice(0, PROBE_IMAGES)
+    return (torch.from_numpy(read_images(layout.test_store, "inputs", rows=rows)),
+            torch.from_numpy(read_images(layout.test_store, "targets", rows=rows)))
 
 
 def run_shard(params: Params, layout: Layout, shard: Shard, device: torch.device,
