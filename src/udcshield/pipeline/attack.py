@@ -265,13 +265,11 @@ def run_shard(params: Params, layout: Layout, shard: Shard, device: torch.device
 
     Returns {"set", "start", "stop", "images", "computed" (False when reused from the cache), "device"}.
     """
-    cache = shard_cache(params, layout)
-    computed = not cache.has(shard)
-    if computed:
+    def compute() -> tuple[np.ndarray, dict[str, Any]]:
         adv, cost = craft_shard(params, layout, shard, device, model)
-        cache.write(shard, adv, {"cost": cost, "device": str(device)})
-    return {"set": shard.set_name, "start": shard.start, "stop": shard.stop, "images": shard.size,
-            "computed": computed, "device": str(device)}
+        return adv, {"cost": cost}
+
+    return shard_cache(params, layout).ensure(shard, compute, device)
 
 
 def assemble(params: Params, layout: Layout, shards: dict[str, list[Shard]], device: torch.device,

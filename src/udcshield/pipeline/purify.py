@@ -105,12 +105,8 @@ def run_shard(params: Params, layout: Layout, shard: Shard, device: torch.device
 
     Returns {"set", "start", "stop", "images", "computed" (False when reused from the cache), "device"}.
     """
-    cache = shard_cache(params, layout)
-    computed = not cache.has(shard)
-    if computed:
-        cache.write(shard, purify_shard(params, layout, shard, device, purifier), {"device": str(device)})
-    return {"set": shard.set_name, "start": shard.start, "stop": shard.stop, "images": shard.size,
-            "computed": computed, "device": str(device)}
+    return shard_cache(params, layout).ensure(
+        shard, lambda: (purify_shard(params, layout, shard, device, purifier), {}), device)
 
 
 def assemble(params: Params, layout: Layout, shards: dict[str, list[Shard]], device: torch.device,

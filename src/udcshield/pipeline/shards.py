@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -139,6 +139,20 @@ class ShardCache:
                 "key": shard.key, "attrs": attrs}
         with write_store(self.location(shard.key), meta, self.storage_options) as w:
             w.add_images("images", images)
+
+    def ensure(self, shard: Shard, compute: Callable[[], tuple[np.ndarray, dict[str, Any]]],
+               device: torch.device) -> dict[str, Any]:
+        """Run ``compute() -> (images, attrs)`` for ``shard`` unless the cache already holds it, and write
+        the result as soon as it exists (``attrs`` plus the device). The resume step of both sharded stages.
+
+        Returns {"set", "start", "stop", "images", "computed" (False when reused from the cache), "device"}.
+        """
+        computed = not self.has(shard)
+        if computed:
+            images, attrs = compute()
+            self.write(shard, images, {**attrs, "device": str(device)})
+        return {"set": shard.set_name, "start": shard.start, "stop": shard.stop, "images": shard.size,
+                "computed": computed, "device": str(device)}
 
     def read(self, shard: Shard) -> tuple[np.ndarray, dict[str, Any]]:
         """(images (shard.size, C, H, W) float32, attrs) of a finished shard; StoreError if it is missing."""
