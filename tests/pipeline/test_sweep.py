@@ -2,6 +2,7 @@
 DDPM chain, the report table, and clear errors for bad settings."""
 
 import csv
+import html
 import json
 
 import pytest
@@ -121,6 +122,17 @@ def test_report_table(workspace):
     assert all(s in table for s in summary["statements"])
     with pytest.raises(FileNotFoundError, match="sweep table not found"):
         sweep.render_sweep_table(layout.root / "nope.csv")
+
+
+def test_report_html_section_holds_the_same_rows(workspace):
+    from udcshield.pipeline.report import sweep_section
+
+    _, layout, summary, _ = workspace
+    section = sweep_section(layout)
+    assert section is not None and section.ident == "sweep"
+    assert section.body.count("<tr>") == 1 + 8  # header + one row per t* x setting
+    assert 'id="sweep-table"' in section.body and "ddim-1" in section.body
+    assert all(html.escape(s) in section.body for s in summary["statements"])
 
 
 def test_summary_picks_the_cheapest_setting_within_tolerance():

@@ -43,7 +43,7 @@ from udcshield.evaluation.records import read_records_csv
 from udcshield.evaluation.tables import markdown_table
 from udcshield.models.checkpoint import read_checkpoint_config
 from udcshield.pipeline import adaptive
-from udcshield.pipeline.sweep import render_sweep_table, sweep_dir
+from udcshield.pipeline.sweep import SWEEP_TABLE_HEADER, render_sweep_table, sweep_dir, sweep_table
 from udcshield.pipeline.attack import array_name, conditions, load_restorer, restorers
 from udcshield.pipeline.common import apply_batched, load_pairs, write_rows_csv
 from udcshield.pipeline.evaluate import DEFENSES, TRANSFER, means, model_label
@@ -593,15 +593,12 @@ def sweep_section(layout: Layout) -> H.Section | None:
     """The sweep table (network evaluations, images/s, defended PSNR vs the full DDPM chain) as HTML."""
     if not sweep_csv(layout).is_file():
         return None
-    text = render_sweep_table(sweep_csv(layout))
-    table_lines = [line for line in text.splitlines() if line.startswith("|")]
-    notes = [line[2:] for line in text.splitlines() if line.startswith("- ")]
-    if len(table_lines) < 2:
-        return H.Section("sweep", "Purifier sweep", H.paragraph(text.strip()))
-    split = [[c.strip() for c in line.strip("|").split("|")] for line in table_lines]
-    body = H.table(split[0], split[2:], left_columns=3, table_id="sweep-table",
+    rows, statements = sweep_table(sweep_csv(layout))
+    if not rows:
+        return H.Section("sweep", "Purifier sweep", H.paragraph("Purifier sweep: disabled (sweep.enabled: false)."))
+    body = H.table(list(SWEEP_TABLE_HEADER), rows, left_columns=3, table_id="sweep-table",
                    caption="PGD inputs crafted on the bare restorer, then purified (non-adaptive)")
-    body += "".join(H.paragraph(n) for n in notes)
+    body += "".join(H.paragraph(n) for n in statements)
     return H.Section("sweep", "Purifier sweep", body)
 
 

@@ -268,16 +268,21 @@ def write_outputs(params: Params, layout: Layout, rows: list[dict[str, Any]], de
     return {"rows": len(rows), "statements": summary["statements"]}
 
 
-def render_sweep_table(csv_path: str | Path) -> str:
-    """Markdown table of ``sweep.csv`` (one line per model x t* x setting) followed by the comparison
-    statements; for the report. Raises FileNotFoundError naming the file when it is missing."""
+SWEEP_TABLE_HEADER = ("restorer", "t*", "setting", "NFE / image", "of full chain", "images/s",
+                      "purified clean PSNR", "purified PGD PSNR", "Δ vs full DDPM (dB)")
+
+
+def sweep_table(csv_path: str | Path) -> tuple[list[list[str]], list[str]]:
+    """Formatted rows of ``sweep.csv`` (one per model x t* x setting, columns :data:`SWEEP_TABLE_HEADER`)
+    and the comparison statements; both empty when the sweep was disabled (header-only csv).
+    Raises FileNotFoundError naming the file when it is missing, ValueError on missing columns."""
     path = Path(csv_path)
     if not path.is_file():
         raise FileNotFoundError(f"sweep table not found: {path} (run the sweep stage)")
     with path.open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     if not rows:
-        return "Purifier sweep: disabled (sweep.enabled: false).\n"
+        return [], []
     missing = [c for c in COLUMNS if c not in rows[0]]
     if missing:
         raise ValueError(f"{path}: missing columns {missing}")
@@ -287,15 +292,21 @@ def render_sweep_table(csv_path: str | Path) -> str:
             row[key] = float(row[key])
         row["within_tolerance"] = row["within_tolerance"] == "True"
         row["t_star"] = int(row["t_star"])
-    lines = ["| restorer | t* | setting | NFE / image | of full chain | images/s | purified clean PSNR | "
-             "purified PGD PSNR | Δ vs full DDPM (dB) |",
-             "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {r['model']} | {r['t_star']} | {r['setting']} | {r['nfe']:g} | "
-                     f"{100 * r['nfe_fraction']:.0f} % | {_fmt_rate(r['images_per_s'])} | {r['psnr_clean']:.2f} | {r['psnr_adv']:.2f} | "
-                     f"{r['delta_adv_db']:+.2f} |")
-    summary = summarize(rows, rows[0]["tolerance_db"])
-    return "\n".join(lines) + "\n\n" + "\n".join(f"- {s}" for s in summary["statements"]) + "\n"
+    cells = [[r["model"], str(r["t_star"]), r["setting"], f"{r['nfe']:g}", f"{100 * r['nfe_fraction']:.0f} %",
+              _fmt_rate(r["images_per_s"]), f"{r['psnr_clean']:.2f}", f"{r['psnr_adv']:.2f}",
+              f"{r['delta_adv_db']:+.2f}"] for r in rows]
+    return cells, list(summarize(rows, rows[0]["tolerance_db"])["statements"])
+
+
+def render_sweep_table(csv_path: str | Path) -> str:
+    """Markdown table of ``sweep.csv`` (:func:`sweep_table`) followed by the comparison statements;
+    for the report. Raises FileNotFoundError naming the file when it is missing."""
+    cells, statements = sweep_table(csv_path)
+    if not cells:
+        return "Purifier sweep: disabled (sweep.enabled: false).\n"
+    lines = ["| " + " | ".join(SWEEP_TABLE_HEADER) + " |", "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+    lines += ["| " + " | ".join(row) + " |" for row in cells]
+    return "\n".join(lines) + "\n\n" + "\n".join(f"- {s}" for s in statements) + "\n"
 
 
 def _fmt_rate(value: float) -> str:
