@@ -57,6 +57,20 @@ def check_training_args(images: torch.Tensor, name: str, *, iterations: int, bat
         raise ValueError(f"need lr > 0 and 0 <= lr_min <= lr, got lr={lr!r}, lr_min={lr_min!r}")
 
 
+def check_training_pairs(inputs: torch.Tensor, targets: torch.Tensor, *, iterations: int, batch_size: int,
+                         crop_size: int, lr: float, lr_min: float, log_every: int) -> None:
+    """:func:`check_training_args` for both tensors of a pair set (N, 3, H, W) in [0, 1], and equal shapes.
+
+    Used by :func:`train_restorer` and the robust fine-tuning modes (:mod:`udcshield.training.robust`).
+    """
+    hyper = dict(iterations=iterations, batch_size=batch_size, crop_size=crop_size, lr=lr, lr_min=lr_min,
+                 log_every=log_every)
+    check_training_args(inputs, "inputs", **hyper)
+    check_training_args(targets, "targets", **hyper)
+    if inputs.shape != targets.shape:
+        raise ValueError(f"inputs {tuple(inputs.shape)} and targets {tuple(targets.shape)} differ in shape")
+
+
 def draw_batch(inputs: torch.Tensor, targets: torch.Tensor, *, batch_size: int, crop_size: int, flips: bool,
                color_jitter: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """``batch_size`` pairs drawn with replacement, cropped, flipped and jittered identically (on their device)."""
@@ -196,11 +210,8 @@ def train_restorer(
     Raises:
         FloatingPointError: the loss became NaN/inf (the message names the step).
     """
-    check_training_args(inputs, "inputs", iterations=iterations, batch_size=batch_size, crop_size=crop_size,
-                        lr=lr, lr_min=lr_min, log_every=log_every)
-    check_image_batch(targets, "targets")
-    if inputs.shape != targets.shape:
-        raise ValueError(f"inputs {tuple(inputs.shape)} and targets {tuple(targets.shape)} differ in shape")
+    check_training_pairs(inputs, targets, iterations=iterations, batch_size=batch_size, crop_size=crop_size,
+                         lr=lr, lr_min=lr_min, log_every=log_every)
     loss_fn = resolve_loss(loss)
 
     def step_loss(generator: torch.Generator) -> torch.Tensor:

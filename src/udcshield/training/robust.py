@@ -32,7 +32,7 @@ from torch import nn
 
 from udcshield.attacks.pgd import PGD
 from udcshield.config import ConfigError
-from udcshield.training.restorer import LossFn, check_training_args, draw_batch, resolve_loss, train_loop, \
+from udcshield.training.restorer import LossFn, check_training_pairs, draw_batch, resolve_loss, train_loop, \
     train_restorer
 
 __all__ = ["MODES", "unknown_prefixes", "matches_prefix", "select_trainable", "inner_attack", "craft_adversarial",
@@ -200,12 +200,13 @@ def finetune_restorer(
         raise ValueError(f"fine-tuning mode {mode!r} needs purified_inputs and purified_targets")
     if mode == "purified":
         return train_restorer(model, purified_inputs, purified_targets, **common)
-    train_restorer_checks(inputs, targets, iterations, batch_size, crop_size, lr, lr_min, log_every)
+    check_training_pairs(inputs, targets, iterations=iterations, batch_size=batch_size, crop_size=crop_size,
+                         lr=lr, lr_min=lr_min, log_every=log_every)
     if mode == "mixed":
         if batch_size < 2:
             raise ValueError("mode 'mixed' needs batch_size >= 2 (half purified, half adversarial)")
-        train_restorer_checks(purified_inputs, purified_targets, iterations, batch_size, crop_size, lr, lr_min,
-                              log_every)
+        check_training_pairs(purified_inputs, purified_targets, iterations=iterations, batch_size=batch_size,
+                             crop_size=crop_size, lr=lr, lr_min=lr_min, log_every=log_every)
     loss_fn = resolve_loss(loss)
     model.to(device)
     attack = inner_attack(model, eps=attack_eps, steps=attack_steps, objective=objective,
@@ -231,14 +232,3 @@ def finetune_restorer(
 
     return train_loop(model, step_loss, name=f"finetune[{mode}]", iterations=iterations, lr=lr, lr_min=lr_min,
                       generator=generator, device=device, log_every=log_every, progress=progress)
-
-
-def train_restorer_checks(inputs: torch.Tensor, targets: torch.Tensor, iterations: int, batch_size: int,
-                          crop_size: int, lr: float, lr_min: float, log_every: int) -> None:
-    """The input and hyper-parameter checks of :func:`train_restorer` for a pair set (N, 3, H, W) in [0, 1]."""
-    check_training_args(inputs, "inputs", iterations=iterations, batch_size=batch_size, crop_size=crop_size,
-                        lr=lr, lr_min=lr_min, log_every=log_every)
-    check_training_args(targets, "targets", iterations=iterations, batch_size=batch_size, crop_size=crop_size,
-                        lr=lr, lr_min=lr_min, log_every=log_every)
-    if inputs.shape != targets.shape:
-        raise ValueError(f"inputs {tuple(inputs.shape)} and targets {tuple(targets.shape)} differ in shape")
