@@ -209,10 +209,32 @@ def run_and_wait(client, deployment_id: UUID, parameters: dict | None = None, ti
 
 
 def run_logs(client, flow_run_id: UUID) -> list[str]:
+    """Every log message of a flow run stored on the server so far, oldest first (paged)."""
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.client.schemas.sorting import LogSort
 
-    logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
-    return [entry.message for entry in logs]
+    log_filter = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
+    messages: list[str] = []
+    while True:
+        page = client.read_logs(log_filter=log_filter, limit=200, offset=len(messages), sort=LogSort.TIMESTAMP_ASC)
+        messages.extend(entry.message for entry in page)
+        if len(page) < 200:
+            return messages
+
+
+def run_logs_containing(client, flow_run_id: UUID, needles: list[str], timeout: float = 90) -> list[str]:
+    """The run's log messages once each needle is in one of them.
+
+    A run's logs are shipped to the server in batches by the process that ran it, so they can arrive
+    after the run has reached its final state; this waits for them instead of reading once. After
+    `timeout` seconds the messages stored so far are returned and the caller's assertion names the gap.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        messages = run_logs(client, flow_run_id)
+        if all(any(needle in m for m in messages) for needle in needles) or time.monotonic() > deadline:
+            return messages
+        time.sleep(1)
 
 
 def run_artifacts(client, flow_run_id: UUID) -> list:
@@ -249,7 +271,7 @@ def test_served_deployment_runs_dvc_repro_and_publishes_the_table(server, worksp
 
         run = run_and_wait(client, dep.id)
         assert_completed(client, run)
-        messages = run_logs(client, run.id)
+        messages = run_logs_containing(client, run.id, ["dvc: Running stage 'results'", "results: wrote 16 records"])
         assert any("dvc: Running stage 'results'" in m for m in messages), messages
         assert any("results: wrote 16 records" in m for m in messages), messages  # stage stdout, streamed
         (artifact,) = run_artifacts(client, run.id)
@@ -263,7 +285,7 @@ def test_served_deployment_runs_dvc_repro_and_publishes_the_table(server, worksp
 
         failed = run_and_wait(client, dep.id, parameters={"targets": ["broken"]})
         assert failed.state.is_failed(), failed.state
-        messages = run_logs(client, failed.id)
+        messages = run_logs_containing(client, failed.id, ["stage broken is failing on purpose", "exited with status"])
         assert any("stage broken is failing on purpose" in m for m in messages), messages
         assert any("exited with status" in m for m in messages), messages
         assert run_artifacts(client, failed.id) == []
