@@ -10,4 +10,4 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=c
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0))"
 python3 -m pytest -q -p no:cacheprovider tests/test_accel.py
 python3 -m benchmarks.speed --models "${MODELS:-resunet,discnet}" --size 256 --images 64 --batch 32 \
-  --purifier-steps "${PURIFIER_STEPS:-1000}" --time-budget-s "${BUDGET_S:-300}" --out "$DIR/speed_cuda.json"
+  --ddpm-steps 5,10 --ddim-steps 2,5 --purifier-steps "${PURIFIER_STEPS:-1000}" --time-budget-s "${BUDGET_S:-300}" --out "$DIR/speed_cuda.json"

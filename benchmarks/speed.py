@@ -246,7 +246,10 @@ def bench_purify(model, purifier, adv, y, args, device, variants) -> dict:
         "images": n_base, "defended_psnr_baseline_images": defended(base_out, 0, n_base)}}
     print(f"  purify baseline  {1 / base_s:9.2f} img/s  defended PSNR {rows['baseline_per_image_ddpm_fp32']['defended_psnr_baseline_images']:6.2f}",
           flush=True)
-    samplers = {f"ddpm_full_{t_star}": (t_star, lambda x, g: purifier.purify(x, t_star=t_star, generator=g))}
+    full = f"ddpm_full_{t_star}"
+    samplers = {full: (t_star, lambda x, g: purifier.purify(x, t_star=t_star, generator=g))}
+    for k in args.ddpm_steps:
+        samplers[f"ddpm_{k}"] = (k, lambda x, g, k=k: purifier.purify(x, t_star=t_star, num_steps=k, generator=g))
     for k in args.ddim_steps:
         samplers[f"ddim_{k}"] = (k, lambda x, g, k=k: purify_ddim(purifier, x, t_star=t_star, num_steps=k, generator=g))
     adv_dev = adv.to(device)
@@ -254,7 +257,7 @@ def bench_purify(model, purifier, adv, y, args, device, variants) -> dict:
     for label, acc in variants:
         accelerate_purifier(purifier, acc, device, allow_cpu_amp=True)
         for name, (nfe, fn) in samplers.items():
-            if name.startswith("ddpm") and acc.enabled and args.quick:
+            if name == full and acc.enabled and args.quick:
                 continue
             with torch.no_grad():
                 start = time.perf_counter()
@@ -275,7 +278,24 @@ def bench_purify(model, purifier, adv, y, args, device, variants) -> dict:
                   f"defended PSNR {row['defended_psnr_baseline_images']:6.2f} (all {row['defended_psnr']:6.2f})",
                   flush=True)
     accelerate_purifier(purifier, Acceleration(), device)
+    rows["at_equal_psnr"] = best = fastest_at_equal_psnr(rows, args.equal_psnr_db)
+    if best:
+        print(f"  purify at equal defended PSNR (within {args.equal_psnr_db} dB): {best['row']} "
+              f"x{best['speedup']:.1f} ({best['psnr_gap_db']:+.2f} dB)", flush=True)
     return rows
+
+
+def fastest_at_equal_psnr(rows: dict[str, Any], tolerance_db: float) -> dict[str, Any]:
+    """The fastest purification row whose defended PSNR, on the images the per-image baseline saw, is at
+    most ``tolerance_db`` below the baseline's (the issue's "at equal defended PSNR"); ``{}`` if none."""
+    base = rows["baseline_per_image_ddpm_fp32"]["defended_psnr_baseline_images"]
+    eligible = {name: row for name, row in rows.items()
+                if "speedup" in row and row["defended_psnr_baseline_images"] >= base - tolerance_db}
+    if not eligible:
+        return {}
+    name, row = max(eligible.items(), key=lambda item: item[1]["speedup"])
+    return {"row": name, "speedup": row["speedup"], "images_per_s": row["images_per_s"],
+            "psnr_gap_db": row["defended_psnr_baseline_images"] - base, "tolerance_db": tolerance_db}
 
 
 def bench_finetune(model, x, y, args, device, variants) -> dict:
@@ -356,6 +376,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--purifier-channels", default=None, help="UNet widths, e.g. 64,128,256")
     parser.add_argument("--t-star", type=int, default=50)
     parser.add_argument("--ddim-steps", default="5", help="comma-separated DDIM step counts")
+    parser.add_argument("--ddpm-steps", default="10", help="comma-separated strided DDPM step counts ('' for none)")
+    parser.add_argument("--equal-psnr-db", type=float, default=0.1,
+                        help="defended-PSNR tolerance of the 'at equal defended PSNR' purification summary")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--sections", default="attack,purify,finetune,evaluate")
     parser.add_argument("--seed", type=int, default=0)
@@ -378,7 +401,10 @@ def main(argv: list[str] | None = None) -> dict:
     args.baseline_images = args.baseline_images or (2 if args.quick else 8)
     args.batch = args.batch or (4 if args.quick else 32)
     args.repeats = args.repeats or (1 if args.quick else 3)
-    args.ddim_steps = [int(k) for k in args.ddim_steps.split(",")]
+    args.ddim_steps = [int(k) for k in args.ddim_steps.split(",") if k]
+    args.ddpm_steps = [int(k) for k in args.ddpm_steps.split(",") if k]
+    if any(not 1 <= k <= args.t_star for k in args.ddpm_steps + args.ddim_steps):
+        raise SystemExit(f"--ddpm-steps and --ddim-steps must lie in [1, t*={args.t_star}]")
     train_steps = args.train_steps if args.train_steps is not None else (20 if args.quick else 300)
     purifier_steps = args.purifier_steps if args.purifier_steps is not None else (20 if args.quick else 1500)
     channels = tuple(int(c) for c in (args.purifier_channels or ("16,32" if args.quick else "64,128,256")).split(","))
@@ -403,7 +429,8 @@ def main(argv: list[str] | None = None) -> dict:
         "environment": environment(str(device)),
         "setup": {"quick": args.quick, "size": size, "images": n_images, "baseline_images": args.baseline_images,
                   "batch": args.batch, "preset": preset, "eps": EPS, "pgd_steps": PGD_STEPS, "t_star": args.t_star,
-                  "ddim_steps": args.ddim_steps, "train_steps": train_steps, "purifier_steps": purifier_steps,
+                  "ddim_steps": args.ddim_steps, "ddpm_steps": args.ddpm_steps,
+                  "equal_psnr_db": args.equal_psnr_db, "train_steps": train_steps, "purifier_steps": purifier_steps,
                   "purifier_channels": list(channels), "repeats": args.repeats,
                   "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
                   "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,

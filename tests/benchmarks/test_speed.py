@@ -22,7 +22,7 @@ def test_quick_run_writes_every_section(tmp_path):
     out = tmp_path / "speed.json"
     result = main(["--quick", "--device", "cpu", "--images", "4", "--batch", "2", "--baseline-images", "1",
                    "--size", "16", "--train-steps", "2", "--purifier-steps", "2", "--t-star", "10",
-                   "--ddim-steps", "2", "--out", str(out)])
+                   "--ddim-steps", "2", "--ddpm-steps", "3", "--equal-psnr-db", "100", "--out", str(out)])
     saved = json.loads(out.read_text())
     assert saved["setup"]["quick"] is True and saved["environment"]["device"] == "cpu"
     row = saved["models"]["resunet"]
@@ -30,9 +30,28 @@ def test_quick_run_writes_every_section(tmp_path):
     assert row["attack"]["fp32"]["linf"] <= 8 / 256
     assert row["purify"]["ddim_2/fp32"]["network_evals_per_image"] == 2
     assert row["purify"]["ddpm_full_10/fp32"]["network_evals_per_image"] == 10
+    assert row["purify"]["ddpm_3/fp32"]["network_evals_per_image"] == 3
+    best = row["purify"]["at_equal_psnr"]  # a tolerance of 100 dB admits every row: the fastest wins
+    assert best["speedup"] == max(r["speedup"] for r in row["purify"].values() if "speedup" in r)
     assert row["finetune"]["fp32"]["speedup"] > 0
     assert 0 < row["evaluate"]["batched_fp32"]["ssim"] <= 1
     assert result["models"].keys() == saved["models"].keys()
+
+
+def test_fastest_at_equal_psnr_keeps_only_rows_within_the_tolerance():
+    from benchmarks.speed import fastest_at_equal_psnr
+
+    rows = {"baseline_per_image_ddpm_fp32": {"defended_psnr_baseline_images": 20.0},
+            "ddim_2/fp32": {"speedup": 50.0, "images_per_s": 5.0, "defended_psnr_baseline_images": 18.0},
+            "ddpm_10/fp32": {"speedup": 9.0, "images_per_s": 1.0, "defended_psnr_baseline_images": 19.95}}
+    best = fastest_at_equal_psnr(rows, 0.1)
+    assert best["row"] == "ddpm_10/fp32" and best["psnr_gap_db"] == pytest.approx(-0.05)
+    assert fastest_at_equal_psnr(rows, 0.01) == {}
+
+
+def test_rejects_step_counts_outside_the_chain(tmp_path):
+    with pytest.raises(SystemExit, match="ddpm-steps"):
+        main(["--quick", "--device", "cpu", "--t-star", "10", "--ddpm-steps", "20", "--out", str(tmp_path / "x.json")])
 
 
 def test_rejects_a_first_variant_other_than_fp32(tmp_path):
