@@ -15,9 +15,11 @@ For every model (built at ``--size-preset``, briefly trained so that PSNRs mean 
   of the device's dense bf16 peak.
 * ``purify``: DiffPure-style purification (Nie et al. 2022) of the PGD inputs with a DDPM purifier trained
   here on the degraded inputs for ``--purifier-steps``. Baseline: one image at a time, the full DDPM
-  chain from t* (t* network evaluations), eager float32. Then batched DDPM and few-step DDIM (Song, Meng,
-  Ermon 2021) under the accelerations. Reported: network evaluations per image, images/s, speed-up, and the
-  defended PSNR (restorer applied to the purified input, against the ground truth) on the same images.
+  chain from t* (t* network evaluations), eager float32. Then batched DDPM (full and strided to
+  ``--ddpm-steps`` evaluations, Nichol & Dhariwal 2021) and few-step DDIM (Song, Meng, Ermon 2021) under the
+  accelerations. Reported: network evaluations per image, images/s, speed-up, the defended PSNR (restorer
+  applied to the purified input, against the ground truth) on the same images, and ``at_equal_psnr``: the
+  fastest row within ``--equal-psnr-db`` of the baseline's defended PSNR.
 * ``finetune``: one Adam step of the restorer on an L2 loss; batch 1 float32 vs batched accelerations.
 * ``evaluate``: restorer forward + PSNR + SSIM; per image vs batched.
 

@@ -57,3 +57,25 @@ def test_rejects_step_counts_outside_the_chain(tmp_path):
 def test_rejects_a_first_variant_other_than_fp32(tmp_path):
     with pytest.raises(SystemExit, match="fp32"):
         main(["--quick", "--device", "cpu", "--variants", "bf16", "--out", str(tmp_path / "x.json")])
+
+
+def test_dynamic_filter_benchmark_writes_both_forms(tmp_path):
+    from benchmarks.dynamic_filter import main as dynamic_filter_main
+
+    out = tmp_path / "df.json"
+    result = dynamic_filter_main(["--shapes", "1x2x8x8", "--size", "16", "--batch", "1", "--repeats", "1",
+                                  "--backend", "eager", "--out", str(out)])
+    saved = json.loads(out.read_text())
+    (op,) = saved["op"]
+    assert op["shape"] == [1, 2, 8, 8]
+    assert all(op[f"{mode}_{form}_ms"] > 0 for mode in ("eager", "compiled") for form in ("unfold", "shifted"))
+    step = saved["pgd_step"]
+    assert step["compiled_unfold_grad_rel_diff"] < 1e-5 and step["compiled_shifted_grad_rel_diff"] < 1e-5
+    assert result["pgd_step"]["shifted_over_unfold"] > 0
+
+
+def test_dynamic_filter_benchmark_rejects_a_bad_shape(tmp_path):
+    from benchmarks.dynamic_filter import main as dynamic_filter_main
+
+    with pytest.raises(SystemExit, match="BxCxHxW"):
+        dynamic_filter_main(["--shapes", "2x8x8", "--out", str(tmp_path / "x.json")])

@@ -170,10 +170,34 @@ def apply_dynamic_filters(feat: torch.Tensor, filters: torch.Tensor, kernel_size
     Returns (B, C, H, W).
     """
     batch, channels, height, width = feat.shape
-    k2 = kernel_size * kernel_size
-    patches = F.unfold(feat, kernel_size, padding=kernel_size // 2)  # (B, C*k2, H*W)
-    patches = patches.view(batch, channels, k2, height, width)
-    return (patches * filters.view(batch, channels, k2, height, width)).sum(2)
+    filters = filters.view(batch, channels, kernel_size * kernel_size, height, width)
+    if torch.compiler.is_compiling():
+        return _dynamic_filters_shifted(feat, filters, kernel_size)
+    return _dynamic_filters_unfold(feat, filters, kernel_size)
+
+
+def _dynamic_filters_unfold(feat: torch.Tensor, filters: torch.Tensor, kernel_size: int) -> torch.Tensor:
+    """:func:`apply_dynamic_filters` through an explicit (B, C, k*k, H, W) patch tensor (unfold); the
+    fastest eager form. ``filters`` is (B, C, k*k, H, W)."""
+    patches = F.unfold(feat, kernel_size, padding=kernel_size // 2)  # (B, C*k*k, H*W)
+    return (patches.view(filters.shape) * filters).sum(2)
+
+
+def _dynamic_filters_shifted(feat: torch.Tensor, filters: torch.Tensor, kernel_size: int) -> torch.Tensor:
+    """The same sum as :func:`apply_dynamic_filters` written as k*k shifted multiply-adds.
+
+    ``filters`` is (B, C, k*k, H, W). Eagerly this is k*k small kernels and slower than unfold; under
+    ``torch.compile`` it fuses into one pass without the (B, C*k*k, H*W) patch tensor and its col2im
+    backward (2.4-2.6x faster than compiled unfold for forward + backward on CPU, benchmarks/dynamic_filter.py).
+    """
+    height, width = feat.shape[-2:]
+    pad = kernel_size // 2
+    padded = F.pad(feat, (pad, pad, pad, pad))
+    out = padded[:, :, :height, :width] * filters[:, :, 0]
+    for index in range(1, kernel_size * kernel_size):
+        dy, dx = divmod(index, kernel_size)
+        out = out + padded[:, :, dy:dy + height, dx:dx + width] * filters[:, :, index]
+    return out
 
 
 def box_filter(x: torch.Tensor, radius: int) -> torch.Tensor:
