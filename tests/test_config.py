@@ -37,6 +37,8 @@ def test_defaults_are_valid():
         ({"seed": -1}, "seed"),
         ({"device": "tpu"}, "device"),
         ({"train": {"lr": float("nan")}}, "train.lr"),
+        ({"finetune": {"gan_weight": -0.1}}, "finetune.gan_weight"),
+        ({"finetune": {"gan_lr": 0}}, "finetune.gan_lr"),
     ],
 )
 def test_bad_params_name_the_culprit(raw, culprit):

@@ -230,7 +230,9 @@ class FinetuneConfig:
     w weighs the adversarial term against the benign one: (1 - w) x benign + w x adversarial (benign =
     clean inputs in ``adversarial`` mode, purified ones in ``mixed``; w = 1 is Madry et al.'s objective,
     0.5 Goodfellow et al. 2015's). ``trainable``: ``all`` or a list of parameter-name prefixes (e.g.
-    ``[decoders, tail]``); every other parameter is frozen.
+    ``[decoders, tail]``); every other parameter is frozen. ``gan_weight`` > 0 adds the study's adversarial
+    *loss*: an LSGAN term against a PatchGAN discriminator trained alongside at ``gan_lr``
+    (:mod:`udcshield.training.gan`), in every mode.
     """
 
     mode: Literal["purified", "adversarial", "trades", "mixed"] = "purified"
@@ -251,10 +253,13 @@ class FinetuneConfig:
     trades_beta: float = 1.0
     adversarial_weight: float = 0.5
     trainable: str | tuple[str, ...] = "all"
+    gan_weight: float = 0.0
+    gan_lr: float = 1e-4
 
     def validate(self, where: str) -> None:
         _positive(self, where, "purify_batch_size", "iterations", "batch_size", "crop_size", "lr", "attack_steps")
-        _non_negative(self, where, "lr_min", "color_jitter", "attack_budget", "trades_beta")
+        _non_negative(self, where, "lr_min", "color_jitter", "attack_budget", "trades_beta", "gan_weight")
+        _positive(self, where, "gan_lr")
         if not self.t_stars or any(t <= 0 for t in self.t_stars):
             raise ConfigError(f"{where}.t_stars must be positive diffusion steps, got {list(self.t_stars)}")
         if self.num_steps is not None and self.num_steps <= 0:

@@ -177,3 +177,13 @@ def test_prefixes_match_whole_name_components():
     with pytest.raises(ConfigError, match=r"\['nor'\]"):
         select_trainable(model, ["nor"])
     assert len(select_trainable(model, "all")) == 6
+
+
+@pytest.mark.parametrize("mode, calls_per_step", [("adversarial", 2), ("trades", 1), ("purified", 1)])
+def test_gan_loss_trains_its_discriminator_once_per_loss_evaluation(mode, calls_per_step):
+    from udcshield.training.gan import GANLoss, PatchDiscriminator
+    from udcshield.training.perceptual import restoration_loss
+
+    gan = GANLoss(PatchDiscriminator(channels=4, layers=1, generator=gen(9)))
+    run(NormNet(), mode, loss=restoration_loss("l2", gan=gan, gan_weight=0.1))
+    assert len(gan.discriminator_losses) == 3 * calls_per_step  # 3 iterations; w = 0.5 splits benign/adversarial

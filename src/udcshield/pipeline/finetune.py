@@ -24,6 +24,7 @@ from udcshield.pipeline.layout import Layout
 from udcshield.progress import ProgressMeter
 from udcshield.seeding import torch_generator
 from udcshield.store.provenance import make_provenance
+from udcshield.training.gan import GANLoss, PatchDiscriminator
 from udcshield.training.perceptual import restoration_loss
 from udcshield.training.robust import finetune_restorer
 
@@ -69,6 +70,16 @@ def step_meter(label: str, total: int, progress: Progress) -> Progress:
     return on_row
 
 
+def gan_loss(params: Params, name: str) -> GANLoss | None:
+    """The adversarial loss of ``finetune.gan_weight`` for restorer ``name``: a fresh PatchGAN discriminator
+    (Isola et al. 2017) seeded from ``seed``; None when the weight is 0."""
+    cfg = params.finetune
+    if cfg.gan_weight <= 0:
+        return None
+    disc = PatchDiscriminator(generator=torch_generator(params.seed, f"finetune/{name}/discriminator"))
+    return GANLoss(disc, lr=cfg.gan_lr)
+
+
 def fit_finetuned(params: Params, name: str, model: torch.nn.Module, clean: Pairs, purified: Pairs | None,
                   device: torch.device, progress: Progress = None) -> list[dict]:
     """Fine-tune restorer ``name`` (``model``, in place) in ``finetune.mode``; returns the training history.
@@ -86,7 +97,8 @@ def fit_finetuned(params: Params, name: str, model: torch.nn.Module, clean: Pair
         adversarial_weight=cfg.adversarial_weight, objective="mse" if cfg.loss == "l2" else "l1",
         trainable=cfg.trainable, iterations=cfg.iterations, batch_size=cfg.batch_size, crop_size=cfg.crop_size,
         lr=cfg.lr, lr_min=cfg.lr_min,
-        loss=restoration_loss(cfg.loss, params.train.perceptual_weight, params.train.vgg_weights_path),
+        loss=restoration_loss(cfg.loss, params.train.perceptual_weight, params.train.vgg_weights_path,
+                              gan=gan_loss(params, name), gan_weight=cfg.gan_weight),
         flips=cfg.flips, color_jitter=cfg.color_jitter, generator=gen, device=device, log_every=50,
         progress=step_meter(f"finetune {name} [{cfg.mode}]", cfg.iterations, progress))
 

@@ -16,6 +16,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
+from udcshield.training.gan import GANLoss
+
 # (index in the features stack, in_channels, out_channels) of VGG-19's convolutions up to conv4_2
 _CONVS = ((0, 3, 64), (2, 64, 64), (5, 64, 128), (7, 128, 128), (10, 128, 256), (12, 256, 256), (14, 256, 256),
           (16, 256, 256), (19, 256, 512), (21, 512, 512))
@@ -87,21 +89,37 @@ class PerceptualLoss(nn.Module):
         return sum(nn.functional.mse_loss(fo[k], ft[k]) for k in TAPS)
 
 
-def restoration_loss(kind: str, perceptual_weight: float = 0.0, vgg_weights_path: str | None = None):
-    """Pixel loss ("l2" or "l1") plus ``perceptual_weight`` x :class:`PerceptualLoss` when the weight > 0.
+def restoration_loss(kind: str, perceptual_weight: float = 0.0, vgg_weights_path: str | None = None,
+                     gan: GANLoss | None = None, gan_weight: float = 0.0):
+    """Pixel loss ("l2" or "l1") + ``perceptual_weight`` x :class:`PerceptualLoss` + ``gan_weight`` x ``gan``
+    (the LSGAN term of :class:`udcshield.training.gan.GANLoss`), the study's fine-tuning loss (Song et al.,
+    arXiv 2402.13629: L2 + VGG-19 perceptual + adversarial loss for some models).
 
-    Returns the string ``kind`` when no perceptual term is used (the training loop's built-in losses),
-    else a callable ``(output, target) -> scalar``.
+    Returns the string ``kind`` when neither extra term is used (the training loop's built-in losses),
+    else a callable ``(output, target) -> scalar`` on (B, 3, H, W) images in [0, 1].
     """
-    if perceptual_weight <= 0:
+    if kind not in ("l2", "l1"):
+        raise ValueError(f"unknown pixel loss {kind!r}; choose 'l2' or 'l1'")
+    if gan_weight < 0 or perceptual_weight < 0:
+        raise ValueError(f"loss weights must be >= 0, got perceptual {perceptual_weight!r}, gan {gan_weight!r}")
+    if gan_weight > 0 and gan is None:
+        raise ValueError("gan_weight > 0 needs a GANLoss (its discriminator trains alongside)")
+    if perceptual_weight <= 0 and gan_weight <= 0:
         return kind
-    if not vgg_weights_path:
-        raise ValueError("perceptual_weight > 0 needs vgg_weights_path (a local VGG-19 safetensors file)")
-    perceptual = PerceptualLoss(VGG19Features.from_file(vgg_weights_path))
+    perceptual = None
+    if perceptual_weight > 0:
+        if not vgg_weights_path:
+            raise ValueError("perceptual_weight > 0 needs vgg_weights_path (a local VGG-19 safetensors file)")
+        perceptual = PerceptualLoss(VGG19Features.from_file(vgg_weights_path))
     pixel = nn.functional.mse_loss if kind == "l2" else nn.functional.l1_loss
 
     def loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        perceptual.to(output.device)
-        return pixel(output, target) + perceptual_weight * perceptual(output, target)
+        total = pixel(output, target)
+        if perceptual is not None:
+            perceptual.to(output.device)
+            total = total + perceptual_weight * perceptual(output, target)
+        if gan_weight > 0:
+            total = total + gan_weight * gan(output, target)
+        return total
 
     return loss
