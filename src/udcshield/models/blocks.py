@@ -188,7 +188,7 @@ def _dynamic_filters_shifted(feat: torch.Tensor, filters: torch.Tensor, kernel_s
 
     ``filters`` is (B, C, k*k, H, W). Eagerly this is k*k small kernels and slower than unfold; under
     ``torch.compile`` it fuses into one pass without the (B, C*k*k, H*W) patch tensor and its col2im
-    backward (2.4-2.6x faster than compiled unfold for forward + backward on CPU, benchmarks/dynamic_filter.py).
+    backward (2.7-4.6x faster than compiled unfold per forward + backward on CPU, benchmarks/dynamic_filter.py).
     """
     height, width = feat.shape[-2:]
     pad = kernel_size // 2
