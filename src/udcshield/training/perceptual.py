@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from udcshield.training.gan import GANLoss
+from udcshield.training.restorer import resolve_loss
 
 # (index in the features stack, in_channels, out_channels) of VGG-19's convolutions up to conv4_2
 _CONVS = ((0, 3, 64), (2, 64, 64), (5, 64, 128), (7, 128, 128), (10, 128, 256), (12, 256, 256), (14, 256, 256),
@@ -98,8 +99,7 @@ def restoration_loss(kind: str, perceptual_weight: float = 0.0, vgg_weights_path
     Returns the string ``kind`` when neither extra term is used (the training loop's built-in losses),
     else a callable ``(output, target) -> scalar`` on (B, 3, H, W) images in [0, 1].
     """
-    if kind not in ("l2", "l1"):
-        raise ValueError(f"unknown pixel loss {kind!r}; choose 'l2' or 'l1'")
+    pixel = resolve_loss(kind)  # validates the name: ValueError for anything but "l2" / "l1"
     if gan_weight < 0 or perceptual_weight < 0:
         raise ValueError(f"loss weights must be >= 0, got perceptual {perceptual_weight!r}, gan {gan_weight!r}")
     if gan_weight > 0 and gan is None:
@@ -111,7 +111,6 @@ def restoration_loss(kind: str, perceptual_weight: float = 0.0, vgg_weights_path
         if not vgg_weights_path:
             raise ValueError("perceptual_weight > 0 needs vgg_weights_path (a local VGG-19 safetensors file)")
         perceptual = PerceptualLoss(VGG19Features.from_file(vgg_weights_path))
-    pixel = nn.functional.mse_loss if kind == "l2" else nn.functional.l1_loss
 
     def loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         total = pixel(output, target)
