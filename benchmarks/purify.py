@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from udcshield.defenses import (
     DefendedRestorer,
     DiffusionPurifier,
+    NoiseDraw,
     guided_purify,
     load_purifier,
     purify_ddim,
@@ -85,11 +86,11 @@ def gradient_costs(purifier: DiffusionPurifier, x: torch.Tensor, t_star: int, nu
     for label, mode, ckpt in (("full", "full", False), ("full_checkpoint", "full", True), ("bpda", "bpda", False)):
         model = DefendedRestorer(purifier, torch.nn.Identity(), t_star=t_star, num_steps=num_steps, sampler="ddim",
                                  gradient=mode, checkpoint=ckpt).eval()
-        model.set_seeds(list(range(x.shape[0])))
+        seeds = list(range(x.shape[0]))
         start = time.perf_counter()
-        for _ in range(repeats):
+        for r in range(repeats):
             a = x.clone().requires_grad_(True)
-            (grad,) = torch.autograd.grad(model(a).square().sum(), a)
+            (grad,) = torch.autograd.grad(model(a, NoiseDraw(seeds, r)).square().sum(), a)
         costs[label] = {"seconds_per_grad": (time.perf_counter() - start) / repeats,
                         "grad_abs_mean": float(grad.abs().mean())}
     return costs

@@ -249,15 +249,18 @@ def bench_purify(model, purifier, adv, y, args, device, variants) -> dict:
     print(f"  purify baseline  {1 / base_s:9.2f} img/s  defended PSNR {rows['baseline_per_image_ddpm_fp32']['defended_psnr_baseline_images']:6.2f}",
           flush=True)
     full = f"ddpm_full_{t_star}"
-    samplers = {full: (t_star, lambda x, g: purifier.purify(x, t_star=t_star, generator=g))}
+    runner = None  # the noise predictor of the variant being measured (read by the samplers when called)
+    samplers = {full: (t_star, lambda x, g: purifier.purify(x, t_star=t_star, generator=g, noise_predictor=runner))}
     for k in args.ddpm_steps:
-        samplers[f"ddpm_{k}"] = (k, lambda x, g, k=k: purifier.purify(x, t_star=t_star, num_steps=k, generator=g))
+        samplers[f"ddpm_{k}"] = (k, lambda x, g, k=k: purifier.purify(x, t_star=t_star, num_steps=k, generator=g,
+                                                                      noise_predictor=runner))
     for k in args.ddim_steps:
-        samplers[f"ddim_{k}"] = (k, lambda x, g, k=k: purify_ddim(purifier, x, t_star=t_star, num_steps=k, generator=g))
+        samplers[f"ddim_{k}"] = (k, lambda x, g, k=k: purify_ddim(purifier, x, t_star=t_star, num_steps=k, generator=g,
+                                                                  noise_predictor=runner))
     adv_dev = adv.to(device)
     n_full = (adv.shape[0] // batch) * batch
     for label, acc in variants:
-        accelerate_purifier(purifier, acc, device, allow_cpu_amp=True)
+        runner = accelerate_purifier(purifier, acc, device, allow_cpu_amp=True)
         for name, (nfe, fn) in samplers.items():
             if name == full and acc.enabled and args.quick:
                 continue

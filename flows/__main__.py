@@ -1,7 +1,9 @@
 """Command line for the flows: ``python -m flows <stage|pipeline> [--params P] [--data D]``.
 
-Params are validated before Prefect starts; a bad params file exits with status 2 and a message naming
-the offending key.
+Params are validated (schema, then the stage's registry-aware preflight) before Prefect starts: a bad
+params file exits with status 2 and one line naming the offending key. The Prefect API is found or
+started next (:func:`flows.api.ensure_api`: one shared local server for a whole ``dvc repro``); one that
+cannot be reached exits with status 3 and one line naming the setting to change.
 """
 
 from __future__ import annotations
@@ -10,31 +12,41 @@ import argparse
 import os
 import sys
 
-from udcshield.config import ConfigError, load_params
+from udcshield.config import ConfigError
+from udcshield.pipeline.runner import STAGE_NAMES, get_stage
+from udcshield.preflight import load_checked
 
-# No network here: keep the ephemeral Prefect server from trying to send usage telemetry.
+# No network here: keep the Prefect server from trying to send usage telemetry.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
 
 def main(argv: list[str] | None = None) -> int:
-    from flows.stages import STAGE_FLOWS
-
-    parser = argparse.ArgumentParser(prog="python -m flows", description=__doc__)
-    parser.add_argument("stage", choices=[*STAGE_FLOWS, "pipeline"])
+    parser = argparse.ArgumentParser(prog="python -m flows", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("stage", choices=[*STAGE_NAMES, "pipeline"])
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     parser.add_argument("--data", default="data", help="data root (default: data)")
     args = parser.parse_args(argv)
     try:
-        load_params(args.params)
+        load_checked(args.params, None if args.stage == "pipeline" else get_stage(args.stage).sections)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    from flows.api import ApiUnavailable, ensure_api
+
+    try:
+        ensure_api()  # before Prefect is imported: it reads PREFECT_API_URL once
+    except ApiUnavailable as exc:
+        print(f"error: Prefect API: {exc}", file=sys.stderr)
+        return 3
     if args.stage == "pipeline":
         from flows.pipeline import pipeline_flow
 
         pipeline_flow(params_path=args.params, data_root=args.data)
     else:
+        from flows.stages import STAGE_FLOWS
+
         STAGE_FLOWS[args.stage](params_path=args.params, data_root=args.data)
     return 0
 

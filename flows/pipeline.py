@@ -1,4 +1,4 @@
-"""The whole pipeline as one Prefect flow: every stage flow in dependency order, as subflows.
+"""The whole pipeline as one Prefect flow: every stage flow in the order of the stage list, as subflows.
 
 For lineage-tracked runs prefer ``dvc repro``, which calls the same stage flows and skips the stages whose
 inputs did not change.
@@ -12,13 +12,12 @@ from prefect import flow
 
 from flows.stages import STAGE_FLOWS
 from udcshield.config import load_params
-
-ORDER = ("simulate", "train", "train_purifier", "finetune", "attack", "purify", "sweep", "adaptive", "evaluate",
-         "report")
+from udcshield.pipeline.runner import STAGE_NAMES
+from udcshield.preflight import preflight
 
 
 @flow(name="udcshield-pipeline", log_prints=True)
 def pipeline_flow(params_path: str = "params.yaml", data_root: str = "data") -> dict[str, Any]:
     """Run all stages in order; returns each stage's summary."""
-    load_params(params_path)  # fail before any work on bad params
-    return {stage: STAGE_FLOWS[stage](params_path=params_path, data_root=data_root) for stage in ORDER}
+    preflight(load_params(params_path))  # fail before any work on bad params
+    return {stage: STAGE_FLOWS[stage](params_path=params_path, data_root=data_root) for stage in STAGE_NAMES}

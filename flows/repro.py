@@ -4,8 +4,9 @@ Lineage stays in DVC: the flow runs ``dvc repro`` as a subprocess in the reposit
 records what was built from what, exactly as by hand), streams its output line by line to the Prefect
 run log, fails when it exits non-zero, and then publishes the robustness table as the markdown
 artifact ``udcshield-robustness``: mean PSNR per restorer x defense x attack x budget from
-``data/evaluate/records.csv`` (without transfer cells), followed by the defense sections of
-``data/report/report.md`` when the report exists.
+``data/evaluate/records.csv`` (without transfer cells), followed by the defense sections of the report
+(defense at a glance, adaptive attacks), rendered from the report data ``data/report/report.json`` by the
+report's own markdown view when the report exists.
 
 Deployed with a cron schedule by ``flows/deploy.py`` (``flow.serve``) or ``prefect.yaml`` (work pool
 and worker).
@@ -13,6 +14,7 @@ and worker).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -27,12 +29,15 @@ from prefect.artifacts import create_markdown_artifact
 from tasks.common import TASK_OPTIONS
 from udcshield.evaluation.records import read_records_csv
 from udcshield.evaluation.tables import markdown_table
+from udcshield.pipeline.report_markdown import sections_markdown
 
 ARTIFACT_KEY = "udcshield-robustness"
 RECORDS = Path("data/evaluate/records.csv")
 REPORT = Path("data/report/report.md")
-# Sections of report.md copied into the artifact, in this order (when present).
-REPORT_SECTIONS = ("## Defense at a glance", "## Defense against adaptive attacks")
+REPORT_DATA = Path("data/report/report.json")
+# Sections of the report data rendered into the artifact, in this order (names of
+# udcshield.pipeline.report_markdown.sections_markdown).
+REPORT_SECTIONS = ("glance", "adaptive")
 # Transfer cells (an attack crafted on another restorer) carry this marker in their attack name.
 TRANSFER_MARK = "@"
 # A DVC target: a stage name, optionally prefixed by a dvc.yaml path (``sub/dvc.yaml:stage``).
@@ -111,30 +116,36 @@ def run_dvc_repro(repo_dir: str, targets: list[str]) -> int:
     return status
 
 
-def report_sections(report: str, headings: tuple[str, ...] = REPORT_SECTIONS) -> list[str]:
-    """The sections of a markdown report whose heading line is in ``headings`` (each up to the next
-    ``## `` heading), in the order of ``headings``; missing ones are skipped."""
-    lines = report.splitlines()
-    out = []
-    for heading in headings:
-        starts = [i for i, line in enumerate(lines) if line.startswith(heading)]
-        if not starts:
-            continue
-        end = next((j for j in range(starts[0] + 1, len(lines)) if lines[j].startswith("## ")), len(lines))
-        out.append("\n".join(lines[starts[0]:end]).strip())
-    return out
+def read_report_data(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The report data written by the report stage; ValueError naming the file when it is not a JSON object."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def report_sections(data: dict[str, Any], names: tuple[str, ...] = REPORT_SECTIONS) -> list[str]:
+    """The named sections of the report data as markdown (the report's own markdown view), in the order of
+    ``names``; empty ones are skipped. ValueError naming a section the data lacks."""
+    try:
+        return sections_markdown(data, names)
+    except KeyError as exc:
+        raise ValueError(f"report data: no {exc.args[0]!r} entry for sections {list(names)}") from None
 
 
 def robustness_markdown(repo_dir: str | os.PathLike[str]) -> str:
     """The robustness table of a finished run in ``repo_dir`` as markdown.
 
     Mean PSNR (dB) per restorer x defense, clean then each attack at each budget (units of 1/256), from
-    ``data/evaluate/records.csv``; then the defense sections of ``data/report/report.md`` if present.
-    Raises ReproError when neither file exists, ValueError (naming the file and line) for a malformed
-    records file.
+    ``data/evaluate/records.csv``; then the defense sections of the report data ``data/report/report.json``
+    if present. Raises ReproError when neither file exists, ValueError (naming the file) for a malformed
+    records or report data file.
     """
     repo = Path(repo_dir)
-    records_path, report_path = repo / RECORDS, repo / REPORT
+    records_path, report_path = repo / RECORDS, repo / REPORT_DATA
     if not records_path.exists() and not report_path.exists():
         raise ReproError(f"no results to publish: neither {records_path} nor {report_path} exists")
     parts = ["# udcshield robustness", ""]
@@ -143,7 +154,7 @@ def robustness_markdown(repo_dir: str | os.PathLike[str]) -> str:
         parts += ["PSNR (dB), mean over test images; budgets in units of 1/256 "
                   f"(from `{RECORDS.as_posix()}`).", "", markdown_table(records, metric="psnr")]
     if report_path.exists():
-        parts += [section + "\n" for section in report_sections(report_path.read_text())]
+        parts += [section + "\n" for section in report_sections(read_report_data(report_path))]
         parts.append(f"Full report: `{REPORT.as_posix()}`; lineage: `dvc.lock`.")
     return "\n".join(parts).rstrip() + "\n"
 

@@ -34,6 +34,7 @@ def _params(photos: Path) -> dict:
     return deep_update(tiny_params(), {
         "simulate": {"source": "folder", "dataset_root": str(photos), "scale": 1.0},
         "attack": {"models": ["base"], "attacks": [{"name": "fgsm", "budgets": [8]}]},
+        "sweep": {"attack": "fgsm"},  # the sweep purifies one of the crafted attacks
     })
 
 

@@ -67,3 +67,18 @@ def defended(restorer: nn.Module | None = None, **kwargs) -> DefendedRestorer:
     """Tiny purifier + restorer as one DefendedRestorer in eval mode; ``t_star`` defaults to 5."""
     kwargs.setdefault("t_star", 5)
     return DefendedRestorer(tiny_purifier(), TinyRestorer() if restorer is None else restorer, **kwargs).eval()
+
+
+class FreshDraws(nn.Module):
+    """A DefendedRestorer called with ``NoiseDraw(seeds, k)`` at its k-th call (k = 0, 1, ...): fresh,
+    reproducible purification noise per forward pass, for attacks that call ``model(x)`` only."""
+
+    def __init__(self, model: DefendedRestorer, seeds) -> None:
+        super().__init__()
+        from udcshield.defenses import DrawSequence
+
+        self.model = model
+        self.draws = DrawSequence(seeds)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x, next(self.draws))

@@ -10,19 +10,30 @@ bf16 only where the gap is within a tolerance (0.05 dB by default).
 On CPU, :func:`accelerate` applies channels_last and compile as asked but refuses bf16 unless
 ``allow_cpu_amp`` (autocast to bf16 on CPU is slower than float32 for these convolutional nets); the
 pipeline entry points :func:`accelerate_restorer_for` and :func:`accelerate_purifier_for` change nothing
-on CPU, so CPU results never depend on the ``accel`` params. Measurements: BENCHMARKS.md ("GPU speed").
+on CPU, so CPU results never depend on the ``accel`` params.
+
+Nothing is stored on the networks: a restorer is accelerated by wrapping it (the wrapper is returned),
+the purifier by a noise predictor that the caller passes to the reverse chain
+(``reverse_chain(..., noise_predictor=...)``, :mod:`udcshield.defenses.samplers`). Building a compiled
+wrapper is expensive, so callers that accelerate the same model repeatedly (a stage running shard after
+shard) hold an :class:`AccelCache` and pass it in.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
 AMP_MODES: tuple[str, ...] = ("none", "bf16")
+#: ``(z_t, t0) -> ε̂`` for a DDPM UNet: z_t (B, 3, H, W) float32 in DDPM space, t0 the UNet's 0-based (B,)
+#: long timestep index; returns float32 of z_t's shape. The contract of ``noise_predictor=`` in
+#: :func:`udcshield.defenses.samplers.reverse_chain`.
+NoisePredictor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+T = TypeVar("T")
 COMPILE_MODES: tuple[str, ...] = ("none", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
@@ -116,7 +127,7 @@ def accelerate(model: nn.Module, accel: Acceleration, device: torch.device | str
     return wrapped
 
 
-def noise_predictor(unet: nn.Module, accel: Acceleration) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def noise_predictor(unet: nn.Module, accel: Acceleration) -> NoisePredictor:
     """A function (z_t, t) → ε̂ for a diffusers ``UNet2DModel`` executed as ``accel`` says.
 
     ``z_t``: (B, 3, H, W) float32 in DDPM space; ``t``: (B,) long timesteps (the UNet's 0-based index).
@@ -177,16 +188,48 @@ def choose_amp(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, de
 
 
 def accelerate_purifier(purifier: nn.Module, accel: Acceleration, device: torch.device | str, *,
-                        allow_cpu_amp: bool = False) -> nn.Module:
-    """Move a :class:`udcshield.defenses.purifier.DiffusionPurifier` to ``device`` and run its UNet as
-    ``accel`` says (:func:`noise_predictor`); the reverse chain itself is unchanged. Returns the purifier.
-    bf16 on CPU raises ValueError unless ``allow_cpu_amp``."""
+                        allow_cpu_amp: bool = False) -> NoisePredictor | None:
+    """Move a :class:`udcshield.defenses.purifier.DiffusionPurifier` to ``device`` and return the noise
+    predictor (:func:`noise_predictor`) that runs its UNet as ``accel`` says, or None when ``accel`` is
+    all off (the plain UNet call). Pass it to the reverse chain as ``noise_predictor=``; the chain itself
+    is unchanged. bf16 on CPU raises ValueError unless ``allow_cpu_amp``."""
     device = torch.device(device)
     if accel.amp != "none" and device.type == "cpu" and not allow_cpu_amp:
         raise ValueError("amp='bf16' on CPU is slower than float32 for these networks; use amp='none' on CPU")
-    purifier = purifier.to(device)
-    purifier.set_noise_runner(noise_predictor(purifier.unet, accel) if accel.enabled else None)
-    return purifier
+    purifier.to(device)
+    return noise_predictor(purifier.unet, accel) if accel.enabled else None
+
+
+class AccelCache:
+    """Accelerated executions, built once per (kind, model, setting, device) and then reused.
+
+    Compiling a wrapper (``torch.compile``, CUDA graphs) takes seconds to minutes, and recompiling the
+    same code for new wrapper objects runs into torch.compile's recompile limit, so a caller that
+    accelerates the same model again and again (a stage running shard after shard) keeps one cache for
+    its run and passes it to :func:`accelerate_restorer_for` / :func:`accelerate_purifier_for`. Entries
+    are keyed by the model's identity and hold a reference to it, so a key cannot be reused by another
+    object while the entry lives; :meth:`clear` drops everything.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[Any, ...], tuple[nn.Module, Any]] = {}
+
+    def get(self, kind: str, model: nn.Module, setting: Any, device: torch.device | str,
+            build: Callable[[], T]) -> T:
+        """The cached value for (kind, model, setting, device), built by ``build()`` on the first request."""
+        key = (kind, id(model), setting, str(torch.device(device)))
+        entry = self._entries.get(key)
+        if entry is None or entry[0] is not model:
+            entry = (model, build())
+            self._entries[key] = entry
+        return entry[1]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> None:
+        """Forget every entry (and release the models it referenced)."""
+        self._entries.clear()
 
 
 def _resolved(cfg: Any, amp: str) -> Acceleration:
@@ -194,48 +237,46 @@ def _resolved(cfg: Any, amp: str) -> Acceleration:
 
 
 def accelerate_restorer_for(cfg: Any, model: nn.Module, probe: Callable[[], tuple[torch.Tensor, torch.Tensor]],
-                            device: torch.device | str) -> tuple[nn.Module, str]:
+                            device: torch.device | str, cache: AccelCache | None = None) -> tuple[nn.Module, str]:
     """Apply the params' ``accel`` section (:class:`udcshield.config.AccelConfig`) to a restorer.
 
     On CPU the model is returned on ``device`` unchanged (label ``fp32``). On CUDA ``amp: auto`` keeps bf16
     only when :func:`choose_amp` on ``probe()`` — (inputs, targets), (N, 3, H, W) in [0, 1], the same few
     test images for every call, so the choice cannot depend on sharding — is within
-    ``cfg.amp_tolerance_db``. The probe is read and measured once per model and tolerance; the wrapper is
-    built (and compiled) once per setting. Returns the module to attack with and its label (e.g. ``bf16+cl``).
+    ``cfg.amp_tolerance_db``. With a ``cache`` the probe is read and measured once per model and
+    tolerance, and the wrapper built (and compiled) once per setting; without, both happen on every call.
+    Returns the module to attack with and its label (e.g. ``bf16+cl``). The model itself is only moved.
     """
     device = torch.device(device)
     if device.type != "cuda":
         return model.to(device), "fp32"
+    cache = AccelCache() if cache is None else cache
     amp = cfg.amp
     if amp == "auto":
-        choices = model.__dict__.setdefault("_amp_choice", {})
-        key = (float(cfg.amp_tolerance_db), str(device))
-        if key not in choices:
-            choices[key] = choose_amp(model, *probe(), device, tolerance_db=key[0])[0]
-        amp = choices[key]
+        tolerance = float(cfg.amp_tolerance_db)
+        amp = cache.get("amp_choice", model, tolerance, device,
+                        lambda: choose_amp(model, *probe(), device, tolerance_db=tolerance)[0])
     accel = _resolved(cfg, amp)
-    cache = model.__dict__.setdefault("_accelerated", {})  # one wrapper per setting: compile once per model
-    key = (accel, str(device))
-    if key not in cache:
-        cache[key] = accelerate(model, accel, device)
-    return cache[key], accel.label()
+    return cache.get("restorer", model, accel, device, lambda: accelerate(model, accel, device)), accel.label()
 
 
-def accelerate_purifier_for(cfg: Any, purifier: nn.Module, device: torch.device | str) -> str:
-    """Apply the params' ``accel`` section to a DiffusionPurifier's UNet in place; returns its label.
+def accelerate_purifier_for(cfg: Any, purifier: nn.Module, device: torch.device | str,
+                            cache: AccelCache | None = None) -> tuple[NoisePredictor | None, str]:
+    """Apply the params' ``accel`` section to a DiffusionPurifier's UNet; returns (noise predictor, label).
 
-    CPU: nothing changes (``fp32``). CUDA: bf16 only for ``amp: bf16`` (``auto`` stays float32: the
-    restorer-side check says nothing about the purifier), compile uses CUDA graphs ("reduce-overhead").
+    Pass the noise predictor to the reverse chain (``noise_predictor=``, e.g. of
+    :func:`udcshield.defenses.dataset.purify_set`); None means the plain UNet call. CPU: nothing changes
+    (None, ``fp32``). CUDA: bf16 only for ``amp: bf16`` (``auto`` stays float32: the restorer-side check
+    says nothing about the purifier), compile uses CUDA graphs ("reduce-overhead"). With a ``cache`` the
+    predictor (and its compiled graphs) is built once per purifier and setting and kept across shards.
     """
     device = torch.device(device)
     if device.type != "cuda":
         purifier.to(device)
-        purifier.set_noise_runner(None)
-        purifier.__dict__.pop("_accel_key", None)
-        return "fp32"
+        return None, "fp32"
     accel = Acceleration(amp="bf16" if cfg.amp == "bf16" else "none", channels_last=bool(cfg.channels_last),
                          compile="none" if cfg.compile == "none" else "reduce-overhead")
-    if purifier.__dict__.get("_accel_key") != (accel, str(device)):  # keep a compiled runner across shards
-        accelerate_purifier(purifier, accel, device)
-        purifier.__dict__["_accel_key"] = (accel, str(device))
-    return accel.label()
+    cache = AccelCache() if cache is None else cache
+    purifier.to(device)
+    return cache.get("purifier", purifier, accel, device, lambda: accelerate_purifier(purifier, accel, device)), \
+        accel.label()

@@ -2,9 +2,11 @@
 
     udcshield validate [--params params.yaml]
     udcshield run <stage> [--params params.yaml] [--data data]
+    udcshield config-reference [--format markdown|json-schema]
     udcshield audit <artifact | store array | metric key> [--repo .] [--json]
 
-The Prefect flows (``python -m flows <stage>``, used by ``dvc repro``) call the same entry points.
+``run`` executes the stage protocol with the local runner; the Prefect flows (``python -m flows <stage>``,
+used by ``dvc repro``) execute the same protocol as tasks.
 Errors (bad params, missing or corrupt inputs) print one line naming the culprit and exit non-zero.
 ``audit`` traces an artifact back through ``dvc.lock`` and verifies its hashes: exit 0 when every check
 passes, 1 when something was altered (each altered file, array or params key is named), 2 when the
@@ -16,39 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from udcshield.config import ConfigError, Params, load_params, to_dict
+from udcshield.config import ConfigError, to_dict
 from udcshield.pipeline.layout import Layout, configure_torch, resolve_device
-
-
-def _stages() -> dict[str, Callable[[Params, Layout], Any]]:
-    from udcshield.pipeline import adaptive, attack, evaluate, finetune, purify, report, simulate, sweep, train
-
-    def dev(p: Params):
-        return resolve_device(p.device)
-
-    def log(row: dict) -> None:
-        print(json.dumps(row, default=str), flush=True)
-
-    return {
-        "simulate": lambda p, lay: simulate.run(p, lay),
-        "train": lambda p, lay: train.run_restorer(p, lay, dev(p), log),
-        "train_purifier": lambda p, lay: train.run_purifier(p, lay, dev(p), log),
-        "finetune": lambda p, lay: finetune.run(p, lay, dev(p), log),
-        "attack": lambda p, lay: attack.run(p, lay, dev(p), log),
-        "purify": lambda p, lay: purify.run(p, lay, dev(p), log),
-        "adaptive": lambda p, lay: adaptive.run(p, lay, dev(p), log),
-        "sweep": lambda p, lay: sweep.run(p, lay, dev(p), log),
-        "evaluate": lambda p, lay: evaluate.run(p, lay, dev(p), log),
-        "report": lambda p, lay: report.run(p, lay),
-    }
-
-
-STAGES = ("simulate", "train", "train_purifier", "finetune", "attack", "purify", "sweep", "adaptive", "evaluate",
-          "report")
+from udcshield.pipeline.runner import STAGE_NAMES, get_stage, run_stage
+from udcshield.preflight import load_checked
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     p_val = sub.add_parser("validate", help="check a params file and print the resolved params")
     p_val.add_argument("--params", default="params.yaml")
     p_run = sub.add_parser("run", help="run one stage's library entry point")
-    p_run.add_argument("stage", choices=STAGES)
+    p_run.add_argument("stage", choices=STAGE_NAMES)
     p_run.add_argument("--params", default="params.yaml")
     p_run.add_argument("--data", default="data")
     p_audit = sub.add_parser("audit", help="trace an artifact or metric to its inputs and verify every hash")
@@ -66,11 +41,20 @@ def main(argv: list[str] | None = None) -> int:
                                         "(data/attack/adversarial.zarr/<array>) or metric key")
     p_audit.add_argument("--repo", default=None, help="repository with dvc.yaml/dvc.lock (default: found upward)")
     p_audit.add_argument("--json", action="store_true", help="print the report as JSON")
+    p_ref = sub.add_parser("config-reference", help="print the reference of every params.yaml key")
+    p_ref.add_argument("--format", choices=("markdown", "json-schema"), default="markdown")
     args = parser.parse_args(argv)
     if args.command == "audit":
         return _audit(args.target, args.repo, args.json)
+    if args.command == "config-reference":
+        from udcshield.config.reference import json_schema, markdown_reference
+
+        text = markdown_reference() if args.format == "markdown" else json.dumps(json_schema(), indent=2) + "\n"
+        sys.stdout.write(text)
+        return 0
     try:
-        params = load_params(args.params)
+        sections = get_stage(args.stage).sections if args.command == "run" else None  # validate: every section
+        params = load_checked(args.params, sections)  # schema, then the registry checks of those sections
     except ConfigError as exc:
         print(f"udcshield: error: {exc}", file=sys.stderr)
         return 2
@@ -79,12 +63,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     configure_torch()
     try:
-        result = _stages()[args.stage](params, Layout(Path(args.data)))
+        result = run_stage(args.stage, params, Layout(Path(args.data)), resolve_device(params.device), _log_row)
     except (OSError, ValueError, RuntimeError) as exc:  # OSError: missing/unreadable files and folders
         print(f"udcshield: error in stage {args.stage}: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(result, indent=2, default=str))
     return 0
+
+
+def _log_row(row: dict) -> None:
+    """Progress rows of ``udcshield run``: one JSON object per line on stdout."""
+    print(json.dumps(row, default=str), flush=True)
 
 
 def _audit(target: str, repo: str | None, as_json: bool) -> int:

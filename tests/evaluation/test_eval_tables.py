@@ -58,3 +58,48 @@ def test_psnr_vs_budget_rows_start_at_clean():
     expected = [(0, 35.5, pytest.approx(0.9)), (4, 20.0, None)]
     assert [(r["budget"], r["psnr"], r["ssim"]) for r in fgsm] == expected
     assert not any(r["attack"] == "clean" for r in rows)
+
+
+def test_report_cell_formats():
+    from udcshield.evaluation.tables import cond_label, metric_text
+
+    assert metric_text("psnr", 21.456) == "21.46" and metric_text("ssim", 0.97049) == "0.970"
+    assert metric_text("psnr", None) == "-"
+    assert cond_label("pgd_8") == "pgd 8/256" and cond_label("clean") == "clean"
+    assert cond_label("pgd@m/base_8") == "pgd@m/base 8/256"
+
+
+SWEEP_CSV = ("model,t_star,setting,sampler,num_steps,eta,nfe,nfe_fraction,seconds,images_per_s,psnr_clean,psnr_adv,"
+             "delta_clean_db,delta_adv_db,tolerance_db,within_tolerance\n"
+             "m,8,ddpm-all,ddpm,all,0.0,8.0,1.0,2.0,4.0,20.0,18.0,0.0,0.0,0.3,True\n"
+             "m,8,ddim-1,ddim,1,0.0,1.0,0.125,0.0,inf,19.5,17.25,-0.5,-0.75,0.3,False\n")
+
+
+def test_sweep_table_cells_and_markdown(tmp_path):
+    from udcshield.evaluation.tables import SWEEP_TABLE_HEADER, read_sweep_rows, sweep_cells, sweep_markdown
+
+    path = tmp_path / "sweep.csv"
+    path.write_text(SWEEP_CSV)
+    rows = read_sweep_rows(path)
+    assert rows[1]["t_star"] == 8 and rows[1]["within_tolerance"] is False and rows[1]["nfe"] == 1.0
+    cells = sweep_cells(rows)
+    assert cells[1] == ["m", "8", "ddim-1", "1", "12 %", "inf", "19.50", "17.25", "-0.75"]
+    assert len(cells[0]) == len(SWEEP_TABLE_HEADER)
+    md = sweep_markdown(cells, ["a statement"])
+    assert md.splitlines()[0].startswith("| restorer | t* | setting | NFE / image")
+    assert "| m | 8 | ddim-1 | 1 | 12 % | inf |" in md and md.endswith("\n- a statement\n")
+    assert "disabled" in sweep_markdown([], [])
+
+
+def test_sweep_rows_name_a_missing_file_or_column(tmp_path):
+    from udcshield.evaluation.tables import read_sweep_rows
+
+    with pytest.raises(FileNotFoundError, match="sweep table not found"):
+        read_sweep_rows(tmp_path / "nope.csv")
+    header_only = tmp_path / "empty.csv"
+    header_only.write_text(SWEEP_CSV.splitlines()[0] + "\n")
+    assert read_sweep_rows(header_only) == []
+    bad = tmp_path / "bad.csv"
+    bad.write_text(SWEEP_CSV.replace("psnr_adv,", "psnr_x,"))
+    with pytest.raises(ValueError, match="missing columns.*psnr_adv"):
+        read_sweep_rows(bad)

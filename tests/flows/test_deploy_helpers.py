@@ -1,5 +1,6 @@
 """The scheduled repro flow's helpers and the deployment settings, without a Prefect server."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -15,28 +16,27 @@ from udcshield.evaluation.records import write_records_csv
 
 ROOT = Path(__file__).resolve().parents[2]
 
-REPORT = """# udcshield robustness report
+def report_data() -> dict:
+    """The parts of ``report.json`` the artifact reads (the report's worst cases and adaptive grid)."""
+    worst = [{"defense": "none", "label": "undefended", "psnr": 12.5, "condition": "pgd_8"},
+             {"defense": "purified", "label": "purified", "psnr": 18.25, "condition": "pgd_8"}]
+    adaptive_cell = {"psnr_mean_draws": 18.0, "psnr_worst_draw": 17.5, "psnr_avg_output": 18.5}
+    return {
+        "captions": {"adaptive_attacks": "bpda_eot: bpda gradients, EOT 1, 1 steps"},
+        "worst_cases": {"rows": [{"source": "resunet/base", "model": "resunet:base", "clean": [21.75, 21.5],
+                                  "worst": worst, "adaptive": None}]},
+        "adaptive": {"enabled": True, "max_images": 2, "draws": 2, "budgets": [8],
+                     "attacks": [{"name": "bpda_eot", "gradient": "bpda", "eot_samples": 1, "steps": 1}],
+                     "rows": [{"source": "resunet/base", "model": "resunet:base", "budget": 8, "defense": "purified",
+                               "label": "purified", "clean": None, "pgd": adaptive_cell,
+                               "adaptive": [adaptive_cell]}]},
+        "sanity_checks": [{"check": "c", "status": "pass", "detail": "d"}],
+    }
 
-## resunet
 
-PSNR (dB)
-
-## Defense at a glance
-
-| model | clean PSNR, no defense |
-|---|---|
-| resunet:base | 21.75 |
-
-## Defense against adaptive attacks (PSNR dB)
-
-| restorer | defense | budget |
-|---|---|---|
-| resunet:base | purified | 8/256 |
-
-## Sanity checks
-
-| check | status | detail |
-"""
+def write_report_data(root: Path, data: dict | None = None) -> None:
+    (root / "data/report").mkdir(parents=True, exist_ok=True)
+    (root / "data/report/report.json").write_text(json.dumps(data or report_data()))
 
 
 def records() -> list[dict]:
@@ -62,26 +62,30 @@ def dvc_project(tmp_path: Path) -> Path:
 
 def test_robustness_markdown_from_records_and_report(tmp_path):
     write_records_csv(records(), tmp_path / "data/evaluate/records.csv")
-    (tmp_path / "data/report").mkdir(parents=True)
-    (tmp_path / "data/report/report.md").write_text(REPORT)
+    write_report_data(tmp_path)
     md = robustness_markdown(tmp_path)
     lines = md.splitlines()
     assert "| model | defense | clean | pgd 8/256 |" in lines
     assert "| resunet:base | none | 23.00 | 17.00 |" in lines  # means over the two images
     assert "| resunet:base | purified | 23.00 | 20.00 |" in lines
     assert "@" not in md.split("## Defense at a glance")[0]  # transfer cells are left out of the table
-    assert "## Defense at a glance" in md and "| resunet:base | 21.75 |" in md
+    assert "## Defense at a glance" in md and "| resunet:base | 21.75 | 21.50 | 12.50 | 18.25 |" in lines
     assert "## Defense against adaptive attacks (PSNR dB)" in md
+    assert "| resunet:base | purified | 8/256 | - | 18.00 / 17.50 / 18.50 | 18.00 / 17.50 / 18.50 |" in lines
     assert "## Sanity checks" not in md and "## resunet" not in md
     assert md.index("## Defense at a glance") < md.index("## Defense against adaptive attacks")
+    assert "Full report: `data/report/report.md`" in md
 
 
 def test_robustness_markdown_needs_results(tmp_path):
     with pytest.raises(ReproError, match="records.csv"):
         robustness_markdown(tmp_path)
     (tmp_path / "data/report").mkdir(parents=True)
-    (tmp_path / "data/report/report.md").write_text(REPORT)
-    assert "## Defense at a glance" in robustness_markdown(tmp_path)  # the report alone is enough
+    (tmp_path / "data/report/report.md").write_text("# a report without its data\n")
+    with pytest.raises(ReproError, match="report.json"):  # the markdown alone is not read
+        robustness_markdown(tmp_path)
+    write_report_data(tmp_path)
+    assert "## Defense at a glance" in robustness_markdown(tmp_path)  # the report data alone is enough
 
 
 def test_robustness_markdown_names_a_malformed_records_file(tmp_path):
@@ -92,11 +96,26 @@ def test_robustness_markdown_names_a_malformed_records_file(tmp_path):
         robustness_markdown(tmp_path)
 
 
-def test_report_sections_stop_at_the_next_heading():
-    sections = report_sections(REPORT, ("## Defense against adaptive attacks", "## Missing", "## Defense at a glance"))
+def test_robustness_markdown_names_a_malformed_report_data_file(tmp_path):
+    (tmp_path / "data/report").mkdir(parents=True)
+    (tmp_path / "data/report/report.json").write_text("{not json")
+    with pytest.raises(ValueError, match="report.json: not valid JSON"):
+        robustness_markdown(tmp_path)
+    (tmp_path / "data/report/report.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="report.json: expected a JSON object"):
+        robustness_markdown(tmp_path)
+    write_report_data(tmp_path, {"captions": {}})
+    with pytest.raises(ValueError, match="no 'worst_cases' entry"):
+        robustness_markdown(tmp_path)
+
+
+def test_report_sections_in_the_order_asked():
+    sections = report_sections(report_data(), ("adaptive", "glance"))
     assert [s.splitlines()[0] for s in sections] == ["## Defense against adaptive attacks (PSNR dB)",
                                                      "## Defense at a glance"]
-    assert sections[0].splitlines()[-1] == "| resunet:base | purified | 8/256 |"
+    assert sections[1].splitlines()[-1] == "| resunet:base | 21.75 | 21.50 | 12.50 | 18.25 |"
+    not_run = {**report_data(), "adaptive": {**report_data()["adaptive"], "enabled": False}}
+    assert report_sections(not_run, ("adaptive",)) == ["## Adaptive attacks\n\nNot run (adaptive.enabled is false)."]
 
 
 def test_check_repo_names_what_is_missing(tmp_path):

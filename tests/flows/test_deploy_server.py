@@ -46,11 +46,13 @@ DVC_YAML = """stages:
     outs:
       - data/evaluate/records.csv
       - data/report/report.md
+      - data/report/report.json
   broken:
     cmd: python -c "import sys; print('stage broken is failing on purpose'); sys.exit(3)"
 """
 
 MAKE_RESULTS = '''"""Records and a report in the pipeline's formats."""
+import json
 from pathlib import Path
 
 from udcshield.evaluation.records import write_records_csv
@@ -64,9 +66,14 @@ for image in range(4):
                          budget=8, metric="psnr", value=attacked))
 write_records_csv(rows, "data/evaluate/records.csv")
 Path("data/report").mkdir(parents=True, exist_ok=True)
-Path("data/report/report.md").write_text(
-    "# udcshield robustness report\\n\\n## Defense at a glance\\n\\n| model | clean PSNR, no defense |\\n"
-    "|---|---|\\n| resunet:base | 21.75 |\\n\\n## Sanity checks\\n")
+Path("data/report/report.md").write_text("# udcshield robustness report\\n")
+worst = [{"defense": "none", "label": "undefended", "psnr": 12.5, "condition": "pgd_8"},
+         {"defense": "purified", "label": "purified", "psnr": 18.25, "condition": "pgd_8"}]
+data = {"captions": {}, "adaptive": {"enabled": False},
+        "worst_cases": {"rows": [{"source": "resunet/base", "model": "resunet:base", "clean": [21.75, 21.75],
+                                  "worst": worst, "adaptive": None}]},
+        "sanity_checks": [{"check": "c", "status": "pass", "detail": "d"}]}
+Path("data/report/report.json").write_text(json.dumps(data))
 print(f"results: wrote {len(rows)} records")
 '''
 
@@ -279,7 +286,8 @@ def test_served_deployment_runs_dvc_repro_and_publishes_the_table(server, worksp
         assert "| model | defense | clean | pgd 8/256 |" in table
         assert "| resunet:base | none | 21.75 | 12.50 |" in table
         assert "| resunet:base | purified | 21.75 | 18.25 |" in table
-        assert "## Defense at a glance" in table and "## Sanity checks" not in table
+        assert "## Defense at a glance" in table and "| resunet:base | 21.75 | 21.75 | 12.50 | 18.25 |" in table
+        assert "## Sanity checks" not in table
         lock = (workspace / "dvc.lock").read_text()
         assert "results:" in lock and "data/evaluate/records.csv" in lock  # lineage stays in DVC
 

@@ -2,7 +2,8 @@
 
 Hand-made: the simulated test store (smooth 16 x 16 images), the PSF store, two tiny restorer checkpoints and
 a tiny purifier. Then the real ``attack``, ``purify``, ``adaptive`` and ``evaluate`` stage functions run on
-them, so the report reads exactly what the pipeline writes.
+them, and :func:`udcshield.pipeline.grid.write_grid` writes the image-grid store, so the report reads exactly
+what the pipeline writes.
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ from udcshield.defenses.purifier import DiffusionPurifier, save_purifier
 from udcshield.models.checkpoint import save_checkpoint
 from udcshield.models.registry import create_restorer
 from udcshield.pipeline import adaptive, attack, evaluate, purify
+from udcshield.pipeline.checkpoints import load_restorer
+from udcshield.pipeline.grid import write_grid
 from udcshield.pipeline.layout import Layout
+from udcshield.pipeline.names import restorers
 from udcshield.store.provenance import make_provenance
 from udcshield.store.zarr_io import write_store
 
@@ -99,4 +103,5 @@ def build_layout(root: Path, params: Params | None = None) -> tuple[Params, Layo
     purify.run(params, layout, device)
     adaptive.run(params, layout, device, rows["adaptive"].append)
     evaluate.run(params, layout, device, rows["evaluate"].append)
+    write_grid(params, layout, {source: load_restorer(layout, source) for source in restorers(params)}, device)
     return params, layout, rows

@@ -13,7 +13,8 @@ import pytest
 
 from tests.pipeline.report_layout import build_layout, report_params
 from udcshield.config import ConfigError
-from udcshield.pipeline import evaluate, report
+from udcshield.pipeline import evaluate, report, report_html
+from udcshield.pipeline.grid import grid_attack
 from udcshield.pipeline.layout import Layout
 
 SECTIONS = ("summary", "robustness", "curves", "images", "adaptive", "transfer", "cost", "optics", "checks",
@@ -125,21 +126,23 @@ def test_missing_inputs_are_named_and_nothing_is_written(tmp_path):
         report.run(report_params(), layout)
     msg = str(err.value)
     assert "records.csv (stage evaluate)" in msg and "purified.zarr (stage purify)" in msg
-    assert "resunet_tiny (stage finetune)" in msg
+    assert "resunet_tiny (stage finetune)" in msg and "grid.zarr (stage evaluate)" in msg
     assert not (tmp_path / "data" / "report").exists()
 
 
 def test_failed_rendering_keeps_the_previous_report(built, monkeypatch):
     params, layout, _, _ = built
-    before = report.html_path(layout).read_bytes(), layout.report.read_bytes()
+    before = (report.html_path(layout).read_bytes(), layout.report.read_bytes(),
+              report.json_path(layout).read_bytes())
 
     def broken(*args, **kwargs):
         raise RuntimeError("figure failed")
 
-    monkeypatch.setattr(report, "optics_section", broken)
+    monkeypatch.setattr(report_html, "optics_section", broken)
     with pytest.raises(RuntimeError, match="figure failed"):
         report.run(params, layout)
-    assert (report.html_path(layout).read_bytes(), layout.report.read_bytes()) == before
+    assert (report.html_path(layout).read_bytes(), layout.report.read_bytes(),
+            report.json_path(layout).read_bytes()) == before
     assert not [p.name for p in layout.report.parent.iterdir() if p.name.startswith(".")]
 
 
@@ -159,5 +162,5 @@ def test_report_params_are_checked_when_loaded():
         report_params(report={"grid_attack": "square"})
     with pytest.raises(ConfigError, match="report.grid_images"):
         report_params(report={"grid_images": 0})
-    assert report.grid_attack(report_params(report={"grid_attack": "fgsm"})).name == "fgsm"
-    assert report.grid_attack(report_params()).name == "pgd"
+    assert grid_attack(report_params(report={"grid_attack": "fgsm"})).name == "fgsm"
+    assert grid_attack(report_params()).name == "pgd"

@@ -7,10 +7,24 @@ counted :class:`QueryOracle`: SimBA "simba" (Guo et al. 2019) and Square "square
 2020). Functions: :func:`universal_perturbation` / :func:`apply_universal` (universal perturbations) and
 :func:`transfer_attack` with :class:`EnsembleModel` (transfer from surrogates). All maximize the
 distortion of a UDC restorer's output (Song et al., arXiv 2402.13629) in the [0, 1] domain.
+
+Budgets (integers in units of 1/256) become radii through :mod:`udcshield.attacks.budget`, from the threat
+model each attack declares (``threat_norm``, ``budget_mode``). torchattacks is not required: the attacks
+speak its interface through :class:`ImageAttack`.
 """
 
 from udcshield.attacks.base import ImageAttack, check_images, project_linf, representable_budget
 from udcshield.attacks.bim import BIM
+from udcshield.attacks.budget import (
+    BUDGET_UNIT,
+    attack_constructor_eps,
+    budget_mode,
+    budget_radius,
+    budget_to_linf,
+    check_budget,
+    threat_model,
+    threat_norm,
+)
 from udcshield.attacks.cw import CW
 from udcshield.attacks.fgsm import FGSM
 from udcshield.attacks.lpips import LPIPS
@@ -20,7 +34,7 @@ from udcshield.attacks.objectives import OBJECTIVES, TARGETED, UNTARGETED, disto
 from udcshield.attacks.oracle import QueryBudgetExceeded, QueryOracle
 from udcshield.attacks.pgd import PGD
 from udcshield.attacks.pgd_l2 import PGDL2, project_l2
-from udcshield.attacks.registry import attack_kwargs, create_attack, list_attacks, register_attack
+from udcshield.attacks.registry import attack_class, attack_kwargs, create_attack, list_attacks, register_attack
 from udcshield.attacks.simba import SimBA
 from udcshield.attacks.square import Square
 from udcshield.attacks.transfer import EnsembleModel, transfer_attack
@@ -28,6 +42,7 @@ from udcshield.attacks.universal import apply_universal, universal_perturbation
 
 __all__ = [
     "BIM",
+    "BUDGET_UNIT",
     "CW",
     "FGSM",
     "LPIPS",
@@ -45,7 +60,13 @@ __all__ = [
     "SimBA",
     "Square",
     "apply_universal",
+    "attack_class",
+    "attack_constructor_eps",
     "attack_kwargs",
+    "budget_mode",
+    "budget_radius",
+    "budget_to_linf",
+    "check_budget",
     "check_images",
     "create_attack",
     "distortion",
@@ -54,6 +75,8 @@ __all__ = [
     "project_linf",
     "register_attack",
     "representable_budget",
+    "threat_model",
+    "threat_norm",
     "transfer_attack",
     "universal_perturbation",
 ]

@@ -1,26 +1,25 @@
-"""Image-to-image attack base speaking torchattacks' interface.
+"""Image-to-image attack base speaking torchattacks' interface (without depending on torchattacks).
 
 White-box attacks on UDC restorers (Song et al., arXiv 2402.13629) perturb the tone-mapped input
 (B x 3 x H x W, float32, in [0, 1]) within an L-infinity ball of radius eps to maximize the distortion
 of the restored output (Goodfellow et al. 2015; Madry et al. 2018). Usage mirrors torchattacks::
 
-    atk = PGD(model, eps=8 / 256)
+    atk = PGD(model, eps=budget_to_linf(8))   # 8/256 (udcshield.attacks.budget)
     adv = atk(inputs, targets, seeds=[...])   # targets: ground truth, B x 3 x H x W
     atk.last_cost                              # {"iterations", "forward_backward", "forward_only", "seconds"}
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import math
 import time
 from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
-from torchattacks.attack import Attack
 
+from udcshield.attacks.budget import check_threat_model
 from udcshield.attacks.objectives import check_objective, distortion
 from udcshield.seeding import derive_seed
 
@@ -105,14 +104,25 @@ def project_linf(adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor
     return torch.where(bad, x, out)  # safety net; not reached in practice
 
 
-class ImageAttack(Attack):
-    """Base class for image-to-image (restoration) attacks with torchattacks' interface.
+class ImageAttack:
+    """Base class for image-to-image (restoration) attacks with torchattacks' calling interface.
 
     Subclasses implement ``_attack(x, ref, seeds) -> adv``; this class validates inputs, builds the
     reference (ground truth or the clean output), projects the result exactly onto the budget
     (:func:`project_linf`), records the cost in ``last_cost`` and restores every submodule's
     train/eval flag, even when the attack raises. Model parameters are never modified: gradients are
     taken with ``torch.autograd.grad`` with respect to the input only.
+
+    The interface is torchattacks' (Kim, "Torchattacks: A PyTorch Repository for Adversarial Attacks",
+    arXiv 2010.01950): ``atk = PGD(model, eps=...)``, ``adv = atk(inputs, targets)``, ``set_device``,
+    ``set_model``, ``set_model_training_mode``, ``set_normalization_used``, ``get_logits``, ``get_mode``
+    and a ``repr`` listing the settings; label-targeted modes do not apply to restorers (use a targeted
+    objective instead) and raise ValueError. torchattacks itself is not needed.
+
+    Threat model: every concrete attack declares, as class attributes, ``threat_norm`` ("linf" or "l2",
+    the norm its budget is measured in) and ``budget_mode`` ("radius": the budget is ``eps``;
+    "projected": a minimum-norm attack whose result the caller projects onto the budget's ball); see
+    :mod:`udcshield.attacks.budget`. ``norm`` names the geometry of the attack's own steps or objective.
 
     Args:
         name: attack name shown by ``repr`` (torchattacks convention).
@@ -127,9 +137,18 @@ class ImageAttack(Attack):
 
     Call: ``atk(inputs, targets=None, seeds=None)``; ``seeds`` is one int per image. Each image's
     random-start noise comes from ``torch.Generator("cpu").manual_seed(seed_i)``, so it does not
-    depend on the batch composition or the device. Runs on ``self.device`` (set from the model by
-    torchattacks, or by ``set_device``), or on the inputs' device when that is None.
+    depend on the batch composition or the device. Runs on ``self.device`` (the device of the model's
+    first parameter, or set by ``set_device``), or on the inputs' device when that is None.
     """
+
+    threat_norm: ClassVar[str]
+    budget_mode: ClassVar[str]
+    norm: ClassVar[str]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "threat_norm" in cls.__dict__ or "budget_mode" in cls.__dict__:
+            check_threat_model(cls.__name__, getattr(cls, "threat_norm", None), getattr(cls, "budget_mode", None))
 
     def __init__(
         self,
@@ -146,30 +165,120 @@ class ImageAttack(Attack):
             raise ValueError(f"reference must be one of {list(REFERENCES)}, got {reference!r}")
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-        if any(True for _ in model.parameters()):
-            super().__init__(name, model)
-        else:  # torchattacks prints a device warning for parameter-free models; we follow the inputs
-            with contextlib.redirect_stdout(io.StringIO()):
-                super().__init__(name, model)
-            self.device = None
+        self.attack = name
+        self.set_model(model)
+        first = next(iter(model.parameters()), None)
+        self.device: torch.device | None = None if first is None else first.device
+        self.attack_mode = "default"
+        self.supported_mode = ["default"]
+        self.targeted = False
+        self.normalization_used: dict[str, torch.Tensor] | None = None
+        self._normalization_applied: bool | None = None
+        self._model_training = False
+        self._batchnorm_training = False
+        self._dropout_training = False
         self.eps = check_eps(eps)
         self.objective = check_objective(objective)
         self.reference = reference
         self.seed = seed
-        self.supported_mode = ["default"]
         self.last_cost: dict[str, float] = {
             "iterations": 0, "forward_backward": 0, "forward_only": 0, "seconds": 0.0
         }
 
-    def __setattr__(self, name: str, value: object) -> None:
-        # torchattacks' __setattr__ scans every value against a shared, ever-growing list (with ``==``,
-        # which fails on tensors); only nested Attack objects need registering.
-        object.__setattr__(self, name, value)
-        registry = self.__dict__.get("_attacks")
-        if registry is not None and isinstance(value, Attack):
-            registry[name + ".0"] = value
-            for sub_name, sub in value.__dict__.get("_attacks", {}).items():
-                registry[name + "." + sub_name] = sub
+    # -- torchattacks' interface ------------------------------------------------------------------
+
+    def _nested(self) -> list[ImageAttack]:
+        """Attacks held as attributes (a composite attack); interface settings are passed on to them."""
+        return [v for v in vars(self).values() if isinstance(v, ImageAttack)]
+
+    def set_model(self, model: nn.Module) -> None:
+        """Attack ``model`` from now on (also in nested attacks)."""
+        self.model = model
+        self.model_name = type(model).__name__
+        for sub in self._nested():
+            sub.set_model(model)
+
+    def set_device(self, device: torch.device | str | None) -> None:
+        """Run on ``device`` (None: on the inputs' device)."""
+        self.device = device
+        for sub in self._nested():
+            sub.set_device(device)
+
+    def set_model_training_mode(self, model_training: bool = False, batchnorm_training: bool = False,
+                                dropout_training: bool = False) -> None:
+        """Train/eval mode of the model during a call: eval by default; with ``model_training`` the
+        model is put in train mode except its BatchNorm / Dropout layers unless those flags are set too.
+        The flags the model had before the call are restored afterwards in any case."""
+        self._model_training = bool(model_training)
+        self._batchnorm_training = bool(batchnorm_training)
+        self._dropout_training = bool(dropout_training)
+        for sub in self._nested():
+            sub.set_model_training_mode(model_training, batchnorm_training, dropout_training)
+
+    def _change_model_mode(self) -> None:
+        if self._model_training:
+            self.model.train()
+            for m in self.model.modules():
+                kind = type(m).__name__
+                if (not self._batchnorm_training and "BatchNorm" in kind) or \
+                        (not self._dropout_training and "Dropout" in kind):
+                    m.eval()
+        else:
+            self.model.eval()
+
+    def set_normalization_used(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        """Declare that the model expects ``(x - mean) / std`` (per channel) while callers pass and receive
+        normalized images: a call un-normalizes its inputs, attacks in [0, 1] and normalizes the result."""
+        n = len(mean)
+        self.normalization_used = {"mean": torch.tensor(mean).reshape(1, n, 1, 1),
+                                   "std": torch.tensor(std).reshape(1, n, 1, 1)}
+        self._normalization_applied = True
+        for sub in self._nested():
+            sub.set_normalization_used(mean, std)
+
+    def normalize(self, inputs: torch.Tensor) -> torch.Tensor:
+        """(inputs - mean) / std with the statistics of :meth:`set_normalization_used`."""
+        assert self.normalization_used is not None
+        mean = self.normalization_used["mean"].to(inputs.device)
+        std = self.normalization_used["std"].to(inputs.device)
+        return (inputs - mean) / std
+
+    def inverse_normalize(self, inputs: torch.Tensor) -> torch.Tensor:
+        """inputs * std + mean, the inverse of :meth:`normalize`."""
+        assert self.normalization_used is not None
+        mean = self.normalization_used["mean"].to(inputs.device)
+        std = self.normalization_used["std"].to(inputs.device)
+        return inputs * std + mean
+
+    def get_logits(self, inputs: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        """The model's output for ``inputs`` in [0, 1] (normalized first when the model expects it)."""
+        if self._normalization_applied is False:
+            inputs = self.normalize(inputs)
+        return self.model(inputs)
+
+    def get_mode(self) -> str:
+        """The attack mode: always "default" (untargeted or objective-targeted)."""
+        return self.attack_mode
+
+    def set_mode_default(self) -> None:
+        """Default (label-free) mode, the only one image-to-image attacks have."""
+        self.attack_mode = "default"
+        self.targeted = False
+
+    def _refuse_label_target(self, *args: Any, **kwargs: Any) -> None:
+        raise ValueError(f"{self.attack}: label-targeted modes do not apply to image-to-image attacks; "
+                         "use objective='targeted_mse' or 'targeted_l1' with the target image as reference")
+
+    set_mode_targeted_by_label = _refuse_label_target
+    set_mode_targeted_by_function = _refuse_label_target
+    set_mode_targeted_random = _refuse_label_target
+    set_mode_targeted_least_likely = _refuse_label_target
+
+    def __repr__(self) -> str:
+        info = {k: v for k, v in vars(self).items()
+                if not k.startswith("_") and k not in ("model", "attack", "supported_mode")}
+        info["normalization_used"] = self.normalization_used is not None
+        return f"{self.attack}(" + ", ".join(f"{k}={v}" for k, v in info.items()) + ")"
 
     def __call__(
         self,
@@ -181,7 +290,15 @@ class ImageAttack(Attack):
         """Return adversarial inputs (B x C x H x W, in [0, 1], within eps of ``inputs``)."""
         modes = [(m, m.training) for m in self.model.modules()]
         try:
-            return super().__call__(inputs, targets, seeds=seeds)
+            self._change_model_mode()
+            if not self._normalization_applied:
+                return self.forward(inputs, targets, seeds=seeds)
+            self._normalization_applied = False
+            try:
+                adv = self.forward(self.inverse_normalize(inputs), targets, seeds=seeds)
+            finally:
+                self._normalization_applied = True
+            return self.normalize(adv)
         finally:
             for module, training in modes:
                 module.training = training

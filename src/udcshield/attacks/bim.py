@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from udcshield.attacks.base import ImageAttack, check_float, check_int
+from udcshield.attacks.budget import BUDGET_UNIT, LINF, RADIUS, budget_to_linf
 
 
 def kurakin_steps(eps: float) -> int:
-    """Kurakin et al.'s iteration count min(256 eps + 4, 1.25 * 256 eps), at least 1 (eps in [0, 1])."""
-    return max(1, int(math.ceil(min(256 * eps + 4, 1.25 * 256 * eps))))
+    """Kurakin et al.'s iteration count min(e + 4, 1.25 e) with e = 256 eps the budget in grey levels,
+    rounded up and at least 1 (eps in [0, 1])."""
+    levels = BUDGET_UNIT * eps
+    return max(1, int(math.ceil(min(levels + 4, 1.25 * levels))))
 
 
 class BIM(ImageAttack):
@@ -41,12 +45,14 @@ class BIM(ImageAttack):
     ``last_cost["iterations"] == steps``.
     """
 
-    norm: str = "Linf"
+    norm: ClassVar[str] = "Linf"
+    threat_norm: ClassVar[str] = LINF
+    budget_mode: ClassVar[str] = RADIUS
 
     def __init__(
         self,
         model: nn.Module,
-        eps: float = 8 / 256,
+        eps: float = budget_to_linf(8),
         alpha: float | None = None,
         steps: int | None = None,
         random_start: bool = False,
@@ -57,7 +63,7 @@ class BIM(ImageAttack):
         super().__init__("BIM", model, eps, objective=objective, reference=reference, seed=seed)
         if steps is None:
             steps = kurakin_steps(self.eps)
-            default_alpha = 1 / 256
+            default_alpha = budget_to_linf(1)
         else:
             steps = check_int(steps, "steps")
             default_alpha = self.eps / steps

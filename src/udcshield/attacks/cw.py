@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from udcshield.attacks.base import ImageAttack, check_float, check_int
 from udcshield.attacks.bim import _forced_random_start
+from udcshield.attacks.budget import BUDGET_UNIT, LINF, PROJECTED
 from udcshield.attacks.objectives import UNTARGETED, distortion
 
 _C_UPPER = 1e10  # C&W's "no successful constant yet" sentinel
@@ -40,6 +42,11 @@ class CW(ImageAttack):
     per-value mean while ||delta||_2^2 is a sum, so useful constants grow with the pixel count (about
     c > C*H*W for an identity restorer); the x10 search from c = 1e-2 reaches them in a few steps.
 
+    Threat model: the objective, and ``norm``, are L2, but C&W is a minimum-norm attack with no radius
+    argument. A budget reaches it afterwards: the caller projects the result onto the L-infinity ball of
+    the budget (:func:`udcshield.attacks.project_linf`), so ``threat_norm = "linf"`` and
+    ``budget_mode = "projected"`` (:mod:`udcshield.attacks.budget`).
+
     Args:
         model: image-to-image module, B x 3 x H x W float32 in [0, 1] -> same shape.
         c: initial trade-off constant (> 0), default 1e-2.
@@ -61,7 +68,9 @@ class CW(ImageAttack):
     "successes" (count) and "mean_l2".
     """
 
-    norm: str = "L2"
+    norm: ClassVar[str] = "L2"
+    threat_norm: ClassVar[str] = LINF
+    budget_mode: ClassVar[str] = PROJECTED
 
     def __init__(
         self,
@@ -111,7 +120,7 @@ class CW(ImageAttack):
         if self.random_start:
             noise = torch.stack([torch.rand(x.shape[1:], generator=g, dtype=x.dtype)
                                  for g in self._generators(seeds)]).to(dev)
-            start = (x + (2 * noise - 1) / 256).clamp(0.0, 1.0)
+            start = (x + (2 * noise - 1) / BUDGET_UNIT).clamp(0.0, 1.0)  # U(-1/256, 1/256)
         limit = 1 - 1e-6
         w0 = torch.atanh((2 * start.double() - 1).clamp(-limit, limit)).to(x.dtype)
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import warnings
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from udcshield.attacks.base import ImageAttack
+from udcshield.attacks.budget import LINF, RADIUS, budget_to_linf
 
 
 class FGSM(ImageAttack):
@@ -29,12 +31,14 @@ class FGSM(ImageAttack):
     Call: ``adv = atk(inputs, targets, seeds=None)`` -> B x C x H x W in [0, 1], max|adv - x| <= eps.
     """
 
-    norm: str = "Linf"
+    norm: ClassVar[str] = "Linf"
+    threat_norm: ClassVar[str] = LINF
+    budget_mode: ClassVar[str] = RADIUS
 
     def __init__(
         self,
         model: nn.Module,
-        eps: float = 8 / 256,
+        eps: float = budget_to_linf(8),
         objective: str = "mse",
         reference: str = "target",
         random_start: bool = False,

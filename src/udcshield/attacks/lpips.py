@@ -3,7 +3,7 @@
 The metric compares unit-normalized activations of five AlexNet conv layers (Krizhevsky et al. 2012):
 d(a, b) = sum_l mean_{h,w} sum_k w_{l,k} (n_l(a) - n_l(b))_{k,h,w}^2, with n_l the channel-normalized
 features of layer l and w_l >= 0 learned per-channel weights (1 x 1 convolutions). No weights are ever
-downloaded (DESIGN.md section 4): :meth:`LPIPS.from_file` reads a local safetensors file whose keys follow
+downloaded: :meth:`LPIPS.from_file` reads a local safetensors file whose keys follow
 the reference implementation's module names, so a converted ``lpips.LPIPS(net="alex")`` state dict loads
 as is::
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from udcshield.attacks.base import ImageAttack, check_float, check_int
 from udcshield.attacks.bim import _forced_random_start
+from udcshield.attacks.budget import LINF, RADIUS, budget_to_linf
 from udcshield.attacks.lpips import LPIPS
 from udcshield.attacks.objectives import UNTARGETED, distortion
 
@@ -38,13 +40,15 @@ class LPIPSPGD(ImageAttack):
     Call: ``adv = atk(inputs, targets, seeds=None)`` -> B x 3 x H x W in [0, 1], max|adv - x| <= eps.
     """
 
-    norm: str = "Linf"
+    norm: ClassVar[str] = "Linf"
+    threat_norm: ClassVar[str] = LINF
+    budget_mode: ClassVar[str] = RADIUS
 
     def __init__(
         self,
         model: nn.Module,
         lpips: LPIPS | str | os.PathLike[str] | None = None,
-        eps: float = 8 / 256,
+        eps: float = budget_to_linf(8),
         alpha: float | None = None,
         steps: int = 20,
         pixel_weight: float = 0.0,

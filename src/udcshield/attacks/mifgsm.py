@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
 from udcshield.attacks.base import ImageAttack, check_float, check_int
 from udcshield.attacks.bim import _forced_random_start
+from udcshield.attacks.budget import LINF, RADIUS, budget_to_linf
 
 
 class MIFGSM(ImageAttack):
@@ -33,12 +36,14 @@ class MIFGSM(ImageAttack):
     Call: ``adv = atk(inputs, targets, seeds=None)`` -> B x 3 x H x W in [0, 1], max|adv - x| <= eps.
     """
 
-    norm: str = "Linf"
+    norm: ClassVar[str] = "Linf"
+    threat_norm: ClassVar[str] = LINF
+    budget_mode: ClassVar[str] = RADIUS
 
     def __init__(
         self,
         model: nn.Module,
-        eps: float = 8 / 256,
+        eps: float = budget_to_linf(8),
         alpha: float | None = None,
         steps: int = 10,
         decay: float = 1.0,

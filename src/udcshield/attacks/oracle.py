@@ -2,7 +2,7 @@
 
 Black-box attacks on restorers (SimBA, Guo et al. ICML 2019; Square, Andriushchenko et al. ECCV 2020;
 used by Song et al., arXiv 2402.13629) may only observe the model's output for chosen inputs. The oracle
-enforces that (DESIGN.md section 5): every evaluation runs under ``torch.no_grad`` and is charged to the
+enforces that: every evaluation runs under ``torch.no_grad`` and is charged to the
 images it concerns; a query that would take any image past its budget raises before the model runs.
 """
 

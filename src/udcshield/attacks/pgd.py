@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from udcshield.attacks.base import ImageAttack, project_linf
+from udcshield.attacks.budget import LINF, RADIUS, budget_to_linf
 
 
 class PGD(ImageAttack):
@@ -35,12 +37,14 @@ class PGD(ImageAttack):
     ``last_cost["iterations"] == steps * restarts``.
     """
 
-    norm: str = "Linf"
+    norm: ClassVar[str] = "Linf"
+    threat_norm: ClassVar[str] = LINF
+    budget_mode: ClassVar[str] = RADIUS
 
     def __init__(
         self,
         model: nn.Module,
-        eps: float = 8 / 256,
+        eps: float = budget_to_linf(8),
         alpha: float | None = None,
         steps: int = 20,
         random_start: bool = True,

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
 from udcshield.attacks.base import ImageAttack, check_float, check_int, check_projection_pair
 from udcshield.attacks.bim import _forced_random_start
+from udcshield.attacks.budget import L2, RADIUS
 
 
 def _l2(t: torch.Tensor) -> torch.Tensor:
@@ -89,7 +92,9 @@ class PGDL2(ImageAttack):
     ``||adv - x||_2 <= eps`` per image. ``last_cost["iterations"] == steps``.
     """
 
-    norm: str = "L2"
+    norm: ClassVar[str] = "L2"
+    threat_norm: ClassVar[str] = L2
+    budget_mode: ClassVar[str] = RADIUS
 
     def __init__(
         self,

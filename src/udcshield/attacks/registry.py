@@ -54,6 +54,11 @@ register_attack("simba")(SimBA)
 register_attack("square")(Square)
 
 
+def attack_class(name: str) -> type[ImageAttack]:
+    """The class registered as ``name`` (case-insensitive); ValueError listing the valid names otherwise."""
+    return _lookup(name)
+
+
 def list_attacks() -> list[str]:
     """Names accepted by :func:`create_attack`, sorted."""
     return sorted(_REGISTRY)
@@ -69,7 +74,7 @@ def attack_kwargs(name: str) -> list[str]:
 def create_attack(name: str, model: nn.Module, **kwargs: Any) -> ImageAttack:
     """Build attack ``name`` (e.g. "pgd") on ``model``; unknown names or kwargs raise ValueError.
 
-    Example: ``create_attack("pgd", model, eps=8 / 256, steps=20)`` (Madry et al. 2018).
+    Example: ``create_attack("pgd", model, eps=budget_to_linf(8), steps=20)`` (Madry et al. 2018).
     """
     cls = _lookup(name)
     valid = attack_kwargs(name)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from udcshield.attacks.base import check_eps, check_float, check_int
+from udcshield.attacks.budget import LINF, RADIUS, budget_to_linf
 from udcshield.attacks.objectives import distortion
 from udcshield.attacks.oracle import QueryAttack
 
@@ -102,12 +104,14 @@ class SimBA(QueryAttack):
     holds the queries each image used; ``last_cost`` adds "queries" (sum) and "queries_max".
     """
 
-    norm: str = "Linf"
+    norm: ClassVar[str] = "Linf"
+    threat_norm: ClassVar[str] = LINF
+    budget_mode: ClassVar[str] = RADIUS
 
     def __init__(
         self,
         model: nn.Module,
-        step: float = 4 / 256,
+        step: float = budget_to_linf(4),
         max_queries: int = 1000,
         max_iters: int | None = None,
         basis: str = "pixel",

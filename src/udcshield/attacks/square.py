@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from udcshield.attacks.base import check_float, check_int
+from udcshield.attacks.budget import LINF, RADIUS, budget_to_linf
 from udcshield.attacks.objectives import distortion
 from udcshield.attacks.oracle import QueryAttack
 
@@ -46,12 +48,14 @@ class Square(QueryAttack):
     ``last_queries`` (B,) holds the queries each image used; ``last_cost`` adds "queries", "queries_max".
     """
 
-    norm: str = "Linf"
+    norm: ClassVar[str] = "Linf"
+    threat_norm: ClassVar[str] = LINF
+    budget_mode: ClassVar[str] = RADIUS
 
     def __init__(
         self,
         model: nn.Module,
-        eps: float = 8 / 256,
+        eps: float = budget_to_linf(8),
         max_queries: int = 1000,
         p_init: float = 0.05,
         objective: str = "mse",

@@ -57,7 +57,7 @@ def transfer_attack(
     Args:
         surrogates: the models the attacker has (white-box access to each).
         attack_name: a name of :func:`udcshield.attacks.registry.list_attacks`, e.g. "pgd", "mifgsm".
-        attack_kwargs: keyword arguments for :func:`create_attack` (e.g. ``{"eps": 8 / 256}``).
+        attack_kwargs: keyword arguments for :func:`create_attack` (e.g. ``{"eps": budget_to_linf(8)}``).
         inputs: clean inputs, B x 3 x H x W float32 in [0, 1].
         targets: ground truth (required when the attack's reference is "target").
         seeds: one int per image (per-image random draws), as for any attack call.

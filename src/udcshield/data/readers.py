@@ -12,21 +12,37 @@ message. Value ranges:
 * :func:`read_mat_arrays` -- the raw arrays (e.g. uint8 ``(N, H, W, 3)`` in the ``.mat`` release of Zhou
   et al., "Image Restoration for Under-Display Camera", CVPR 2021).
 
-OpenEXR and MATLAB v7.3 (HDF5) files are detected and rejected with a message saying how to convert
-them, since neither an EXR decoder nor h5py is available in this environment.
+* :func:`read_exr` -- linear radiance from an OpenEXR file (R, G, B channels).
+
+OpenEXR images and MATLAB v7.3 (HDF5) ``.mat`` files are read with the optional packages of the
+``datasets`` extra (``pip install 'udcshield[datasets]'``: OpenEXR, h5py). Without them such files are
+detected and refused with a ValueError naming the extra and saying how to convert them instead.
 """
 
 from __future__ import annotations
 
+import importlib
 import re
 import warnings
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _EXR_MAGIC = b"\x76\x2f\x31\x01"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+DATASETS_EXTRA = "pip install 'udcshield[datasets]'"
+
+
+def _optional(module: str) -> ModuleType | None:
+    """``module`` of the ``datasets`` extra if it is installed, else None."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        return None
 
 
 def _existing_file(path: str | Path) -> Path:
@@ -278,17 +294,17 @@ def read_linear_image(path: str | Path) -> np.ndarray:
 
     ``.hdr`` files are returned as decoded (linear). Integer-typed PNG/JPEG/TIFF files (8 or 16 bit) are
     taken as sRGB-encoded and linearised with :func:`udcshield.physics.tonemap.srgb_to_linear`.
-    Floating-point TIFFs are taken as linear already. ``.exr`` is rejected (no decoder available).
+    Floating-point TIFFs and OpenEXR files (:func:`read_exr`) are taken as linear already.
 
     Returns:
-        (3, H, W) float64, >= 0 (in [0, 1] for 8/16-bit files; unbounded for .hdr / float TIFF).
+        (3, H, W) float64, >= 0 (in [0, 1] for 8/16-bit files; unbounded for .hdr / float TIFF / .exr).
     """
     from udcshield.physics.tonemap import srgb_to_linear
 
     p = _existing_file(path)
     suffix = p.suffix.lower()
     if suffix == ".exr":
-        reject_exr(p)
+        return read_exr(p)
     if suffix == ".hdr":
         return read_hdr(p)
     img, is_int = _read_raster(p)
@@ -296,11 +312,40 @@ def read_linear_image(path: str | Path) -> np.ndarray:
 
 
 def reject_exr(path: str | Path) -> None:
-    """Raise ValueError for an OpenEXR file: no EXR decoder is available here; say how to convert."""
+    """Raise ValueError for an OpenEXR file that cannot be read: the OpenEXR package is not installed."""
     raise ValueError(
-        f"{path}: OpenEXR files cannot be read here (no EXR decoder such as OpenEXR/imageio-freeimage is "
-        "installed); convert them to Radiance .hdr, float TIFF or linear float .npy first"
+        f"{path}: reading OpenEXR files needs the OpenEXR package, which is not installed ({DATASETS_EXTRA}); "
+        "or convert them to Radiance .hdr, float TIFF or linear float .npy first"
     )
+
+
+def read_exr(path: str | Path) -> np.ndarray:
+    """Read the R, G, B channels of an OpenEXR file (OpenEXR >= 3.3 bindings) as linear radiance.
+
+    Returns:
+        (3, H, W) float64, finite, >= 0.
+
+    Raises:
+        FileNotFoundError: missing file. ValueError: OpenEXR not installed (names the ``datasets`` extra),
+        undecodable file, no R/G/B channels, NaN/Inf or negative values.
+    """
+    p = _existing_file(path)
+    exr = _optional("OpenEXR")
+    if exr is None or not hasattr(exr, "File"):
+        reject_exr(p)
+    try:
+        with exr.File(str(p), separate_channels=True) as f:
+            channels = f.channels()
+            missing = [c for c in "RGB" if c not in channels]
+            if missing:
+                raise ValueError(f"{p}: OpenEXR file has no channel(s) {missing}; it holds {sorted(channels)}")
+            rgb = np.stack([np.asarray(channels[c].pixels) for c in "RGB"], axis=-1)
+    except (RuntimeError, OSError) as exc:
+        raise ValueError(f"{p}: cannot decode OpenEXR file: {exc}") from exc
+    out = _to_chw(rgb, p)
+    if out.min() < 0:
+        raise ValueError(f"{p}: negative pixel values (min {out.min():.3g})")
+    return out
 
 
 def mat_is_hdf5(path: str | Path) -> bool:
@@ -311,44 +356,67 @@ def mat_is_hdf5(path: str | Path) -> bool:
 
 
 def mat_keys(path: str | Path) -> list[str]:
-    """Variable names stored in a MATLAB v4/v5/v7 ``.mat`` file (read from headers, data not loaded)."""
+    """Variable names stored in a ``.mat`` file (read from headers, data not loaded); v7.3 needs h5py."""
     import scipy.io
 
     p = _existing_file(path)
-    _reject_hdf5_mat(p)
+    if mat_is_hdf5(p):
+        with _open_hdf5_mat(p) as f:
+            return [k for k in f.keys() if not k.startswith("#")]
     try:
         return [name for name, _, _ in scipy.io.whosmat(str(p))]
     except Exception as exc:
         raise ValueError(f"{p}: not a readable .mat file: {exc}") from exc
 
 
-def _reject_hdf5_mat(p: Path) -> None:
-    if mat_is_hdf5(p):
+def _open_hdf5_mat(p: Path):  # noqa: ANN202 - an h5py.File, and h5py is optional
+    """The v7.3 file opened read-only with h5py; ValueError naming the ``datasets`` extra without h5py."""
+    h5py = _optional("h5py")
+    if h5py is None:
         raise ValueError(
-            f"{p}: MATLAB v7.3 (HDF5) .mat file; reading it needs h5py, which is not installed. Re-save it "
-            "in MATLAB with save(..., '-v7') or export the images as PNG"
+            f"{p}: MATLAB v7.3 (HDF5) .mat file; reading it needs h5py, which is not installed "
+            f"({DATASETS_EXTRA}). Or re-save it in MATLAB with save(..., '-v7') or export the images as PNG"
         )
+    try:
+        return h5py.File(p, "r")
+    except OSError as exc:
+        raise ValueError(f"{p}: not a readable MATLAB v7.3 (HDF5) file (h5py: {exc})") from exc
+
+
+def _read_hdf5_mat(p: Path, keys: list[str]) -> dict[str, np.ndarray]:
+    """Numeric variables of a v7.3 file: HDF5 holds MATLAB's column-major arrays with the dimensions
+    reversed, so each is transposed back to MATLAB's order (as :func:`scipy.io.loadmat` returns it)."""
+    with _open_hdf5_mat(p) as f:
+        out = {}
+        for k in keys:
+            node = f[k]
+            if not hasattr(node, "dtype") or node.dtype.kind not in "biuf":
+                raise ValueError(f"{p}: variable {k!r} is not a numeric array")
+            out[k] = np.ascontiguousarray(np.asarray(node).T)
+        return out
 
 
 def read_mat_arrays(path: str | Path, keys: list[str] | tuple[str, ...]) -> dict[str, np.ndarray]:
-    """Load the named variables from a MATLAB v4/v5/v7 ``.mat`` file (scipy.io.loadmat).
+    """Load the named variables from a ``.mat`` file (v4/v5/v7: scipy.io.loadmat; v7.3: h5py).
 
     Used for the ``.mat`` release of Zhou et al. (CVPR 2021): uint8 arrays (N, H, W, 3) under keys such
-    as ``"val_display"`` / ``"val_gt"``. Arrays are returned as stored (no scaling).
+    as ``"val_display"`` / ``"val_gt"``. Arrays are returned as stored (no scaling). MATLAB v7.3 (HDF5)
+    files are read with h5py when it is installed (the ``datasets`` extra).
 
     Raises:
-        FileNotFoundError: missing file. ValueError: v7.3/HDF5 file (h5py not installed), corrupt file,
-        or a key that is not in the file (the message lists the keys found).
+        FileNotFoundError: missing file. ValueError: v7.3/HDF5 file without h5py installed (names the
+        ``datasets`` extra), corrupt file, or a key that is not in the file (the message lists the keys).
     """
     import scipy.io
 
     p = _existing_file(path)
-    _reject_hdf5_mat(p)
     keys = [str(k) for k in keys]
     found = mat_keys(p)
     missing = [k for k in keys if k not in found]
     if missing:
         raise ValueError(f"{p}: keys {missing} not found; the file holds {found}")
+    if mat_is_hdf5(p):
+        return _read_hdf5_mat(p, keys)
     try:
         data = scipy.io.loadmat(str(p), variable_names=keys)
     except Exception as exc:

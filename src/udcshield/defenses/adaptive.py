@@ -1,6 +1,6 @@
 """Adaptive PGD through the purifier: PGD + EOT on the defended system (purify → restore).
 
-DESIGN.md §5: a purification defense is only credible against attacks that see it. Following Athalye et
+A purification defense is only credible against attacks that see it. Following Athalye et
 al. (ICML 2018: BPDA and EOT) and the adaptive evaluation of DiffPure (Nie et al. 2022), the attack
 differentiates the distortion of the *defended* output, ``distortion(restorer(purify(adv)), ref)``,
 through the purifier (exact, optionally checkpointed, gradients or BPDA, chosen by the
@@ -12,12 +12,13 @@ restorers with it).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
 from udcshield.attacks.base import check_int
 from udcshield.attacks.pgd import PGD
-from udcshield.defenses.defended import DefendedRestorer
+from udcshield.defenses.defended import DefendedRestorer, DrawSequence
 from udcshield.seeding import derive_seed
 
 __all__ = ["AdaptivePGD"]
@@ -28,8 +29,8 @@ class AdaptivePGD(PGD):
 
     Each step: adv ← clip_{x, eps, [0, 1]}(adv + alpha · sign(ĝ)), with ĝ the mean over ``eot_samples``
     forward/backward passes of ∇ distortion(defended(adv), ref), each pass drawing fresh purification
-    noise. With ``eot_samples=1`` it is exactly :class:`udcshield.attacks.PGD` on the defended model
-    whose seeds were set to :meth:`noise_seeds` of the attack's seeds.
+    noise. With ``eot_samples=1`` it is exactly :class:`udcshield.attacks.PGD` on a model that calls the
+    defended system with ``NoiseDraw(noise_seeds(seeds), k)`` at its k-th forward pass.
 
     Args:
         defended: the defended system; its ``gradient`` mode must be "full" or "bpda" ("none" would
@@ -42,9 +43,11 @@ class AdaptivePGD(PGD):
             restarts > 1 each restart is scored by the mean distortion over ``eot_samples`` draws.
 
     Noise: the call's per-image seeds s_i fix both the random start (as in PGD) and the purifier
-    noise: the defended model is seeded with ``noise_seeds(seeds)`` for the call (draw 0 is the
-    clean-output reference if reference="clean_output", then one draw per forward pass) and its
-    previous noise state is restored afterwards. The result is therefore reproducible per image.
+    noise: the k-th forward pass of the call (k = 0, 1, …; draw 0 is the clean-output reference if
+    reference="clean_output", then one draw per EOT sample and per restart score) is given
+    ``NoiseDraw(noise_seeds(seeds), k)`` explicitly, from a :class:`DrawSequence` that lives for the
+    call only. The defended model keeps no noise state, so the result is reproducible per image and
+    independent of any earlier use of the model.
 
     Call: ``adv = atk(inputs, targets, seeds=None)``, (B, 3, H, W) in [0, 1], max|adv − x| <= eps.
     ``last_cost`` adds ``purifier_evals`` (batched UNet calls of the reverse chain in forward passes;
@@ -75,6 +78,7 @@ class AdaptivePGD(PGD):
         self.attack = "AdaptivePGD"
         self.defended = defended
         self.eot_samples = check_int(eot_samples, "eot_samples")
+        self._draws: DrawSequence | None = None  # the noise draws of the call in progress, None between calls
 
     @staticmethod
     def noise_seeds(seeds: Sequence[int]) -> list[int]:
@@ -87,23 +91,33 @@ class AdaptivePGD(PGD):
         targets: torch.Tensor | None = None,
         seeds: Sequence[int] | None = None,
     ) -> torch.Tensor:
-        """Seed the purifier noise, run PGD with EOT, restore the noise state; see the class docstring."""
+        """Run PGD with EOT, each forward pass with the next explicit noise draw; see the class docstring."""
         if self.defended.gradient == "none":
             raise ValueError("defended.gradient was set to 'none'; AdaptivePGD needs 'full' or 'bpda'")
         if not isinstance(inputs, torch.Tensor) or inputs.ndim != 4:
             got = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
             raise ValueError(f"inputs must be a B x C x H x W tensor, got {got}")
         seed_list = self._seed_list(seeds, inputs.shape[0])
-        state = self.defended.noise_state()
-        evals_before = self.defended.network_evaluations
-        self.defended.set_seeds(self.noise_seeds(seed_list))
+        draws = DrawSequence(self.noise_seeds(seed_list))
+        self._draws = draws
         try:
             adv = super().forward(inputs, targets, seed_list)
         finally:
-            self.defended.load_noise_state(state)
-        self.last_cost["purifier_evals"] = self.defended.network_evaluations - evals_before
+            self._draws = None
+        # cost: the defended model counts nothing; every forward pass took one draw from ``draws``
+        self.last_cost["purifier_evals"] = draws.used * self.defended.evaluations_per_forward
         self.last_cost["eot_samples"] = self.eot_samples
         return adv
+
+    def get_logits(self, inputs: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        """The defended output for ``inputs`` with the call's next noise draw (normalized first when the
+        model expects it, as in the base class)."""
+        draws = self._draws
+        if draws is None:
+            raise RuntimeError("AdaptivePGD evaluates the defended model only inside a call, atk(inputs, ...)")
+        if self._normalization_applied is False:
+            inputs = self.normalize(inputs)
+        return self.model(inputs, next(draws))
 
     def _loss_grad(self, adv: torch.Tensor, ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """EOT: mean gradient (B, C, H, W) and mean distortion (B,) over ``eot_samples`` noise draws."""

@@ -11,19 +11,23 @@ the simple ε-loss (Ho et al. 2020) and replaces the Markov reverse chain by the
 With η = 0 the reverse chain is a deterministic function of z_t*, so purification (Nie et al. 2022,
 DiffPure; Song et al., arXiv 2402.13629) is random only through the forward diffusion to t*. η = 1
 gives DDPM-like ancestral noise. Timesteps follow :func:`udcshield.defenses.purifier.strided_timesteps`
-(Ho et al. convention, t ∈ {0, …, T}, ᾱ_0 = 1).
+(Ho et al. convention, t ∈ {0, …, T}, ᾱ_0 = 1). This module holds the DDIM step; the chain itself is
+:func:`udcshield.defenses.samplers.reverse_chain` with ``kind="ddim"``.
 """
 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 
-from udcshield.defenses.purifier import DiffusionPurifier, Generators, _randn, predict_noise, run_reverse_chain
-from udcshield.models.registry import check_image_batch
+from udcshield.defenses.purifier import DiffusionPurifier, Generators, _randn
 
-__all__ = ["ddim_step", "purify_ddim", "check_eta", "check_t_star", "predict_noise"]
+if TYPE_CHECKING:
+    from udcshield.defenses.samplers import NoisePredictor
+
+__all__ = ["ddim_step", "purify_ddim", "check_eta", "check_t_star"]
 
 
 def check_eta(eta: float) -> float:
@@ -95,12 +99,15 @@ def purify_ddim(
     eta: float = 0.0,
     clip_denoised: bool = True,
     checkpoint: bool = False,
+    noise_predictor: NoisePredictor | None = None,
 ) -> torch.Tensor:
     """DiffPure-style purification (Nie et al. 2022) with a DDIM reverse chain (Song et al. 2021).
 
     Diffuses ``x`` to t* with fresh Gaussian noise from ``generator`` (the only random draw when
     eta = 0), then runs ``num_steps`` DDIM updates from t* to 0 on the timesteps of
-    :func:`strided_timesteps` using the purifier's ε-UNet (no retraining).
+    :func:`strided_timesteps` using the purifier's ε-UNet (no retraining). A thin wrapper of
+    :func:`udcshield.defenses.samplers.reverse_chain` with a "ddim"
+    :class:`~udcshield.defenses.samplers.SamplerConfig`.
 
     Args:
         purifier: a trained :class:`DiffusionPurifier` (its UNet and ᾱ schedule are used).
@@ -112,17 +119,13 @@ def purify_ddim(
         eta: DDIM stochasticity in [0, 1]; 0 = deterministic reverse chain.
         clip_denoised: clip x̂0 to [-1, 1] at each step.
         checkpoint: gradient checkpointing of each UNet call (for adaptive attacks through the chain).
+        noise_predictor: execute the network through this callable (see
+            :func:`udcshield.accel.accelerate_purifier`); None = the plain UNet.
 
     Returns:
         (B, 3, H, W) purified images clamped to [0, 1]; differentiable w.r.t. ``x`` under grad mode.
     """
-    check_image_batch(x, "purify_ddim input")
-    check_t_star(purifier, t_star)
-    eta = check_eta(eta)
-    purifier._check_device(x)
+    from udcshield.defenses.samplers import SamplerConfig, reverse_chain
 
-    def step(z: torch.Tensor, t: int, s: int, z0: torch.Tensor, forward_noise: torch.Tensor) -> torch.Tensor:
-        eps = predict_noise(purifier, z, t, checkpoint)
-        return ddim_step(purifier, z, eps, t, s, eta=eta, generator=generator, clip_denoised=clip_denoised)
-
-    return run_reverse_chain(purifier, x, t_star=t_star, num_steps=num_steps, generator=generator, step=step)
+    config = SamplerConfig(kind="ddim", t_star=t_star, num_steps=num_steps, eta=eta, clip_denoised=bool(clip_denoised))
+    return reverse_chain(purifier, x, config, generator, checkpoint=checkpoint, noise_predictor=noise_predictor)

@@ -19,14 +19,17 @@ implemented). A per-step pull 2 · guidance_scale · v_ts above 1 overshoots the
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 
-from udcshield.defenses.ddim import check_eta, check_t_star, ddim_step
-from udcshield.defenses.purifier import DiffusionPurifier, Generators, _randn, predict_noise, run_reverse_chain
-from udcshield.models.registry import check_image_batch
+from udcshield.defenses.purifier import DiffusionPurifier, Generators, _randn
 
-__all__ = ["guided_purify", "check_guidance_scale", "SAMPLERS", "REFERENCE_NOISE"]
+if TYPE_CHECKING:
+    from udcshield.defenses.samplers import NoisePredictor
+
+__all__ = ["guided_purify", "guidance_pull", "posterior_variance", "check_guidance_scale", "SAMPLERS",
+           "REFERENCE_NOISE"]
 
 SAMPLERS: tuple[str, ...] = ("ddpm", "ddim")
 REFERENCE_NOISE: tuple[str, ...] = ("fresh", "forward")
@@ -45,6 +48,26 @@ def posterior_variance(purifier: DiffusionPurifier, t: int, s: int) -> float:
     return (1.0 - abar_s) / (1.0 - abar_t) * (1.0 - abar_t / abar_s)
 
 
+def guidance_pull(purifier: DiffusionPurifier, z: torch.Tensor, t: int, s: int, z0: torch.Tensor,
+                  forward_noise: torch.Tensor, scale: float, *, reference_noise: str,
+                  generator: Generators) -> torch.Tensor | None:
+    """The GDMP shift 2 · scale · v_ts · (z_t − r_t) of one step t → s (Wang et al. 2022, Eq. 6), or None.
+
+    ``z``: the chain state z_t, ``z0``: the padded input in DDPM space, ``forward_noise``: the forward
+    diffusion draw ε_fwd, all (B, 3, H, W). r_t = √ᾱ_t z0 + √(1−ᾱ_t) n with n a fresh draw from
+    ``generator`` (``reference_noise="fresh"``) or n = ε_fwd ("forward"). None (and no draw) when the
+    step is unguided: scale = 0 or s = 0 (zero posterior variance). The sampler subtracts the shift from
+    its own update z_s.
+    """
+    variance = posterior_variance(purifier, t, s) if s > 0 else 0.0
+    if not (scale > 0 and variance > 0):
+        return None
+    abar_t = purifier.alpha_bar(t)
+    noise = _randn(tuple(z0.shape), generator, z0) if reference_noise == "fresh" else forward_noise
+    reference = math.sqrt(abar_t) * z0 + math.sqrt(1.0 - abar_t) * noise
+    return (2.0 * scale * variance) * (z - reference)
+
+
 def guided_purify(
     purifier: DiffusionPurifier,
     x: torch.Tensor,
@@ -58,8 +81,12 @@ def guided_purify(
     reference_noise: str = "fresh",
     clip_denoised: bool = True,
     checkpoint: bool = False,
+    noise_predictor: NoisePredictor | None = None,
 ) -> torch.Tensor:
     """Purify ``x`` with a DDPM or DDIM reverse chain guided toward the input (GDMP, Wang et al. 2022).
+
+    A thin wrapper of :func:`udcshield.defenses.samplers.reverse_chain`; the arguments are the fields
+    of its :class:`~udcshield.defenses.samplers.SamplerConfig`.
 
     Args:
         purifier: a trained :class:`DiffusionPurifier`.
@@ -75,6 +102,8 @@ def guided_purify(
             "forward" reuses the forward-diffusion noise, r_t = √ᾱ_t x + √(1−ᾱ_t) ε_fwd (no extra draws).
         clip_denoised: clip x̂0 to [-1, 1] at each step.
         checkpoint: gradient checkpointing of each UNet call.
+        noise_predictor: execute the network through this callable (see
+            :func:`udcshield.accel.accelerate_purifier`); None = the plain UNet.
 
     Draw order: forward noise; then per step t → s: the reference noise (guided steps with s > 0 and
     reference_noise="fresh"), then the sampler's noise (DDPM with s > 0, DDIM with eta > 0 and s > 0).
@@ -82,29 +111,8 @@ def guided_purify(
     Returns:
         (B, 3, H, W) purified images clamped to [0, 1], differentiable w.r.t. ``x`` under grad mode.
     """
-    check_image_batch(x, "guided_purify input")
-    check_t_star(purifier, t_star)
-    scale = check_guidance_scale(guidance_scale)
-    if sampler not in SAMPLERS:
-        raise ValueError(f"sampler must be one of {list(SAMPLERS)}, got {sampler!r}")
-    if reference_noise not in REFERENCE_NOISE:
-        raise ValueError(f"reference_noise must be one of {list(REFERENCE_NOISE)}, got {reference_noise!r}")
-    eta = check_eta(eta)
-    purifier._check_device(x)
+    from udcshield.defenses.samplers import SamplerConfig, reverse_chain
 
-    def step(z: torch.Tensor, t: int, s: int, z0: torch.Tensor, forward_noise: torch.Tensor) -> torch.Tensor:
-        eps = predict_noise(purifier, z, t, checkpoint)
-        variance = posterior_variance(purifier, t, s) if s > 0 else 0.0
-        pull: torch.Tensor | None = None
-        if scale > 0 and variance > 0:
-            abar_t = purifier.alpha_bar(t)
-            noise = _randn(tuple(z0.shape), generator, z0) if reference_noise == "fresh" else forward_noise
-            reference = math.sqrt(abar_t) * z0 + math.sqrt(1.0 - abar_t) * noise
-            pull = (2.0 * scale * variance) * (z - reference)
-        if sampler == "ddpm":
-            z_next = purifier.reverse_step(z, eps, t, s, generator, clip_denoised=clip_denoised)
-        else:
-            z_next = ddim_step(purifier, z, eps, t, s, eta=eta, generator=generator, clip_denoised=clip_denoised)
-        return z_next if pull is None else z_next - pull
-
-    return run_reverse_chain(purifier, x, t_star=t_star, num_steps=num_steps, generator=generator, step=step)
+    config = SamplerConfig(kind=sampler, t_star=t_star, num_steps=num_steps, eta=eta, guidance_scale=guidance_scale,
+                           reference_noise=reference_noise, clip_denoised=bool(clip_denoised))
+    return reverse_chain(purifier, x, config, generator, checkpoint=checkpoint, noise_predictor=noise_predictor)

@@ -21,23 +21,36 @@ import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler, UNet2DModel
 from torch import nn
-from torch.utils.checkpoint import checkpoint as grad_checkpoint
 
 from udcshield.models.checkpoint import load_state_dict_strict, read_checkpoint_folder, write_checkpoint_folder
 from udcshield.models.registry import check_image_batch, init_from_generator
-from udcshield.models.unet import pad_to_multiple
 
-__all__ = ["DiffusionPurifier", "save_purifier", "load_purifier", "strided_timesteps"]
+if TYPE_CHECKING:
+    from udcshield.defenses.samplers import NoisePredictor
+
+__all__ = ["DiffusionPurifier", "save_purifier", "load_purifier", "strided_timesteps", "check_steps"]
 
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid")
 PURIFIER_ARCHITECTURE = "ddpm_unet2d"
 Generators = torch.Generator | Sequence[torch.Generator]
+
+
+def check_steps(t_star: int, num_steps: int | None) -> None:
+    """Raise ValueError unless ``t_star`` is a non-negative int and ``num_steps`` is None or an int in
+    [1, t_star] (0 when t_star = 0): the arguments :func:`strided_timesteps` accepts."""
+    if not isinstance(t_star, int) or isinstance(t_star, bool) or t_star < 0:
+        raise ValueError(f"t_star must be a non-negative int, got {t_star!r}")
+    if num_steps is None:
+        return
+    if not isinstance(num_steps, int) or isinstance(num_steps, bool) or not min(1, t_star) <= num_steps <= t_star:
+        allowed = "None (or 0) when t_star=0" if t_star == 0 else f"None or an int in [1, t_star={t_star}]"
+        raise ValueError(f"num_steps must be {allowed}, got {num_steps!r}")
 
 
 def strided_timesteps(t_star: int, num_steps: int | None = None) -> list[int]:
@@ -50,12 +63,9 @@ def strided_timesteps(t_star: int, num_steps: int | None = None) -> list[int]:
     evenly spaced from ``t_star`` down to 1 (rounded half up), always starting at ``t_star``; with
     ``num_steps=1`` the single step jumps from t_star straight to 0.
     """
-    if not isinstance(t_star, int) or isinstance(t_star, bool) or t_star < 0:
-        raise ValueError(f"t_star must be a non-negative int, got {t_star!r}")
+    check_steps(t_star, num_steps)
     if num_steps is None or num_steps == t_star:
         return list(range(t_star, 0, -1))
-    if not isinstance(num_steps, int) or isinstance(num_steps, bool) or not 1 <= num_steps <= t_star:
-        raise ValueError(f"num_steps must be None or an int in [1, t_star={t_star}], got {num_steps!r}")
     if num_steps == 1:
         return [t_star]
     stride = (t_star - 1) / (num_steps - 1)
@@ -186,26 +196,20 @@ class DiffusionPurifier(nn.Module):
         if param.device != x.device:
             raise ValueError(f"input is on {x.device} but the purifier is on {param.device}; call purifier.to(device)")
 
-    def predict_noise(self, z_t: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
+    def predict_noise(self, z_t: torch.Tensor, t: int | torch.Tensor,
+                      runner: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
         """ε̂(z_t, t) (Ho et al. 2020 ε-parameterization): z_t (B, 3, H, W) in DDPM space, H and W
         multiples of ``self.multiple``; returns (B, 3, H, W), roughly unit-variance noise.
 
-        ``t`` is an int or a (B,) integer tensor in [1, T] (Ho et al. convention).
+        ``t`` is an int or a (B,) integer tensor in [1, T] (Ho et al. convention). ``runner(z_t, t0)``,
+        if given, executes the network instead of the plain UNet call (e.g. bf16 / compiled, see
+        :func:`udcshield.accel.noise_predictor`); ``t0`` is the UNet's 0-based (B,) timestep index.
         """
         if isinstance(t, int):
             t = torch.full((z_t.shape[0],), t, dtype=torch.long, device=z_t.device)
-        runner = self.__dict__.get("_noise_runner")
         if runner is not None:
             return runner(z_t, t.to(z_t.device) - 1)
         return self.unet(z_t, t.to(z_t.device) - 1).sample
-
-    def set_noise_runner(self, runner: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None) -> None:
-        """Execute the UNet through ``runner(z_t, t0) -> ε̂`` (e.g. bf16 / compiled, see
-        :func:`udcshield.accel.noise_predictor`); ``None`` restores the plain UNet call. ``t0`` is the
-        UNet's 0-based (B,) timestep index. Not saved with the weights."""
-        if runner is not None and not callable(runner):
-            raise ValueError(f"runner must be callable or None, got {type(runner).__name__}")
-        self.__dict__["_noise_runner"] = runner
 
     def training_loss(self, x0: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """DDPM simple loss (Ho et al. 2020, Eq. 14): E‖ε − ε̂(√ᾱ_t x0 + √(1−ᾱ_t) ε, t)‖², t ~ U{1..T}
@@ -258,8 +262,12 @@ class DiffusionPurifier(nn.Module):
         generator: Generators,
         clip_denoised: bool = True,
         checkpoint: bool = False,
+        noise_predictor: NoisePredictor | None = None,
     ) -> torch.Tensor:
         """DiffPure (Nie et al. 2022): diffuse ``x`` to t*, then run the DDPM reverse chain to 0.
+
+        A thin wrapper of :func:`udcshield.defenses.samplers.reverse_chain` with a "ddpm"
+        :class:`~udcshield.defenses.samplers.SamplerConfig`.
 
         Args:
             x: (B, 3, H, W) images in [0, 1], any H, W (padded internally, cropped back).
@@ -274,65 +282,25 @@ class DiffusionPurifier(nn.Module):
             clip_denoised: clip x̂0 to [-1, 1] in each step (as DDPM sampling does).
             checkpoint: recompute UNet activations in the backward pass (saves memory when an
                 adaptive attack differentiates through the chain; same values and gradients).
+            noise_predictor: execute the network through this callable (see
+                :func:`udcshield.accel.accelerate_purifier`); None = the plain UNet.
 
         Returns:
             (B, 3, H, W) purified images clamped to [0, 1]. Grad mode is left to the caller: under
             ``torch.enable_grad`` gradients flow to ``x`` (nothing is detached).
         """
-        check_image_batch(x, "purify input")
-        self._check_device(x)
-        if not isinstance(t_star, int) or isinstance(t_star, bool) or not 0 <= t_star <= self.num_train_timesteps:
-            raise ValueError(f"t_star must be an int in [0, {self.num_train_timesteps}], got {t_star!r}")
+        from udcshield.defenses.samplers import SamplerConfig, reverse_chain
 
-        def step(z: torch.Tensor, t: int, s: int, z0: torch.Tensor, forward_noise: torch.Tensor) -> torch.Tensor:
-            eps = predict_noise(self, z, t, checkpoint)
-            return self.reverse_step(z, eps, t, s, generator, clip_denoised=clip_denoised)
-
-        return run_reverse_chain(self, x, t_star=t_star, num_steps=num_steps, generator=generator, step=step)
+        config = SamplerConfig(kind="ddpm", t_star=t_star, num_steps=num_steps, clip_denoised=bool(clip_denoised))
+        return reverse_chain(self, x, config, generator, checkpoint=checkpoint, noise_predictor=noise_predictor)
 
     def forward(self, x: torch.Tensor, *, t_star: int, num_steps: int | None = None, generator: Generators,
-                clip_denoised: bool = True, checkpoint: bool = False) -> torch.Tensor:
+                clip_denoised: bool = True, checkpoint: bool = False,
+                noise_predictor: NoisePredictor | None = None) -> torch.Tensor:
         """Alias of :meth:`purify` (Nie et al. 2022) so the purifier composes as a module:
         (B, 3, H, W) in [0, 1] → (B, 3, H, W) in [0, 1]."""
         return self.purify(x, t_star=t_star, num_steps=num_steps, generator=generator,
-                           clip_denoised=clip_denoised, checkpoint=checkpoint)
-
-
-def predict_noise(purifier: DiffusionPurifier, z: torch.Tensor, t: int, checkpoint: bool) -> torch.Tensor:
-    """ε̂(z, t) of the purifier's UNet (Ho et al. 2020); with ``checkpoint`` and grad mode on, the UNet's
-    activations are recomputed in the backward pass (same values and gradients, less memory).
-
-    ``z``: (B, 3, H, W) in DDPM space [-1, 1] (padded to ``purifier.multiple``); returns the same shape.
-    """
-    if checkpoint and torch.is_grad_enabled():
-        return grad_checkpoint(purifier.predict_noise, z, t, use_reentrant=False)
-    return purifier.predict_noise(z, t)
-
-
-ReverseStep = Callable[[torch.Tensor, int, int, torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def run_reverse_chain(purifier: DiffusionPurifier, x: torch.Tensor, *, t_star: int, num_steps: int | None,
-                      generator: Generators, step: ReverseStep) -> torch.Tensor:
-    """The purification chain shared by the DDPM, DDIM and guided samplers (DiffPure, Nie et al. 2022).
-
-    Pads ``x`` (B, 3, H, W) in [0, 1] to ``purifier.multiple`` in DDPM space (z0), diffuses it to t* with
-    one draw ε_fwd from ``generator``, then sets z <- ``step(z, t, s, z0, ε_fwd)`` for each pair of
-    consecutive timesteps t → s of :func:`strided_timesteps` (ending at s = 0), crops and returns the
-    images clamped to [0, 1]. ``t_star == 0`` returns a copy of ``x``. ``t_star`` must be checked.
-    """
-    steps = strided_timesteps(t_star, num_steps)
-    if t_star == 0:
-        return x.clone()
-    height, width = x.shape[-2:]
-    z0, _ = pad_to_multiple(purifier.to_model_space(x), purifier.multiple)
-    abar = purifier.alpha_bar(t_star)
-    forward_noise = _randn(tuple(z0.shape), generator, z0)
-    z = math.sqrt(abar) * z0 + math.sqrt(1.0 - abar) * forward_noise
-    for i, t in enumerate(steps):
-        s = steps[i + 1] if i + 1 < len(steps) else 0
-        z = step(z, t, s, z0, forward_noise)
-    return purifier.from_model_space(z[..., :height, :width]).clamp(0.0, 1.0)
+                           clip_denoised=clip_denoised, checkpoint=checkpoint, noise_predictor=noise_predictor)
 
 
 def save_purifier(purifier: DiffusionPurifier, directory: str | os.PathLike[str],

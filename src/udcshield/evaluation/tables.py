@@ -1,4 +1,5 @@
-"""Views of result records: summary means, a markdown table, PSNR/SSIM-vs-budget rows for dvc plots.
+"""Views of result records: summary means, a markdown table, PSNR/SSIM-vs-budget rows for dvc plots; the
+cell formats shared by the report's markdown and HTML views; the purifier sweep table.
 
 Budgets are L-infinity radii in units of 1/256 (Song et al., arXiv 2402.13629); budget 0 means the
 clean input, whatever the record's attack name (conventionally "clean"). PSNR/SSIM follow the BasicSR
@@ -7,7 +8,10 @@ convention (see :mod:`udcshield.evaluation.metrics`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import csv
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from udcshield.evaluation.records import Record, validate_record
@@ -121,3 +125,71 @@ def psnr_vs_budget_rows(records: Iterable[Mapping[str, Any]]) -> list[dict[str, 
                     row[metric] = None if hit is None else hit[0]
                 out.append(row)
     return out
+
+
+# ------------------------------------------------------------------------------------- report cell formats
+def metric_text(metric: str, value: float | None) -> str:
+    """A mean metric as shown in the report: PSNR (dB) with 2 decimals, SSIM (and others) with 3; None -> "-"."""
+    if value is None:
+        return "-"
+    return f"{value:.2f}" if metric == "psnr" else f"{value:.3f}"
+
+
+def cond_label(cond: str) -> str:
+    """Condition key -> column label: ``pgd_8`` -> ``pgd 8/256``; ``clean`` (or any other key) stays."""
+    name, _, budget = cond.rpartition("_")
+    return f"{name} {budget}/256" if name and budget.isdigit() else cond
+
+
+# ------------------------------------------------------------------------------------- purifier sweep table
+#: Columns of the sweep table in the report (one row per restorer x t* x sampler setting).
+SWEEP_TABLE_HEADER = ("restorer", "t*", "setting", "NFE / image", "of full chain", "images/s",
+                      "purified clean PSNR", "purified PGD PSNR", "Δ vs full DDPM (dB)")
+SWEEP_FLOAT_COLUMNS = ("t_star", "nfe", "nfe_fraction", "seconds", "images_per_s", "psnr_clean", "psnr_adv",
+                       "delta_clean_db", "delta_adv_db", "tolerance_db", "eta")
+SWEEP_TABLE_COLUMNS = ("model", "setting", "within_tolerance", *SWEEP_FLOAT_COLUMNS)
+
+
+def read_sweep_rows(csv_path: str | Path, required: Sequence[str] = SWEEP_TABLE_COLUMNS) -> list[dict[str, Any]]:
+    """Rows of the sweep stage's ``sweep.csv`` with numbers parsed (``t_star`` int, ``within_tolerance`` bool);
+    empty for a header-only file (sweep disabled).
+
+    Raises FileNotFoundError naming the file when it is missing, ValueError when a ``required`` column is.
+    """
+    path = Path(csv_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"sweep table not found: {path} (run the sweep stage)")
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        return []
+    missing = [c for c in required if c not in rows[0]]
+    if missing:
+        raise ValueError(f"{path}: missing columns {missing}")
+    for row in rows:
+        for key in SWEEP_FLOAT_COLUMNS:
+            row[key] = float(row[key])
+        row["within_tolerance"] = row["within_tolerance"] == "True"
+        row["t_star"] = int(row["t_star"])
+    return rows
+
+
+def sweep_cells(rows: Iterable[Mapping[str, Any]]) -> list[list[str]]:
+    """Formatted cells of parsed sweep rows (:func:`read_sweep_rows`), columns :data:`SWEEP_TABLE_HEADER`."""
+    return [[r["model"], str(r["t_star"]), r["setting"], f"{r['nfe']:g}", f"{100 * r['nfe_fraction']:.0f} %",
+             _rate(r["images_per_s"]), f"{r['psnr_clean']:.2f}", f"{r['psnr_adv']:.2f}",
+             f"{r['delta_adv_db']:+.2f}"] for r in rows]
+
+
+def sweep_markdown(cells: Sequence[Sequence[str]], statements: Sequence[str]) -> str:
+    """Markdown table of sweep cells (:func:`sweep_cells`) followed by the comparison statements as a list;
+    a one-line notice when there are no cells (sweep disabled)."""
+    if not cells:
+        return "Purifier sweep: disabled (sweep.enabled: false).\n"
+    lines = ["| " + " | ".join(SWEEP_TABLE_HEADER) + " |", "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+    lines += ["| " + " | ".join(row) + " |" for row in cells]
+    return "\n".join(lines) + "\n\n" + "\n".join(f"- {s}" for s in statements) + "\n"
+
+
+def _rate(value: float) -> str:
+    return "inf" if not math.isfinite(value) else f"{value:.3g}"

@@ -21,7 +21,8 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
-__all__ = ["register_restorer", "create_restorer", "list_restorers", "check_image_batch", "init_from_generator"]
+__all__ = ["register_restorer", "create_restorer", "restorer_arguments", "list_restorers", "check_image_batch",
+           "init_from_generator"]
 
 _RESTORERS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -100,6 +101,28 @@ def create_restorer(name: str, *, generator: torch.Generator | None = None, size
         TypeError: an argument the restorer does not accept, or one that is not JSON-serializable.
         ValueError: a ``size`` the restorer has no preset for (the message lists the available ones).
     """
+    init_kwargs = restorer_arguments(name, size=size, **kwargs)
+    factory = _RESTORERS[name]
+    with init_from_generator(generator):
+        model = factory(**init_kwargs)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"restorer {name!r} factory returned {type(model).__name__}, not an nn.Module")
+    model.restorer_name = name
+    model.init_kwargs = init_kwargs
+    return model
+
+
+def restorer_arguments(name: str, *, size: str | None = None, **kwargs: Any) -> dict[str, Any]:
+    """The constructor arguments :func:`create_restorer` would pass to restorer ``name``, without building it.
+
+    ``size`` and ``kwargs`` as in :func:`create_restorer`; the result has the defaults filled in (it is
+    the model's ``init_kwargs``). Cheap: only the factory's signature is inspected, so params can be
+    checked before any work.
+
+    Raises:
+        ValueError: unknown ``name`` (the message lists the registered ones) or unknown ``size``.
+        TypeError: an argument the restorer does not accept, or one that is not JSON-serializable.
+    """
     if name not in _RESTORERS:
         raise ValueError(f"unknown restorer {name!r}; available: {', '.join(list_restorers()) or '(none)'}")
     if size is not None:
@@ -108,8 +131,7 @@ def create_restorer(name: str, *, generator: torch.Generator | None = None, size
         if size not in SIZES:
             raise ValueError(f"unknown size {size!r}; expected one of {list(SIZES)}")
         kwargs = resolve_size(name, size, kwargs)
-    factory = _RESTORERS[name]
-    signature = inspect.signature(factory)
+    signature = inspect.signature(_RESTORERS[name])
     try:
         bound = signature.bind(**kwargs)
     except TypeError as err:
@@ -121,13 +143,7 @@ def create_restorer(name: str, *, generator: torch.Generator | None = None, size
         json.dumps(init_kwargs)
     except TypeError as err:
         raise TypeError(f"restorer {name!r}: arguments must be JSON-serializable ({err})") from None
-    with init_from_generator(generator):
-        model = factory(**init_kwargs)
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"restorer {name!r} factory returned {type(model).__name__}, not an nn.Module")
-    model.restorer_name = name
-    model.init_kwargs = init_kwargs
-    return model
+    return init_kwargs
 
 
 def check_image_batch(x: torch.Tensor, name: str = "images", *, finite: bool = True) -> None:

@@ -25,15 +25,17 @@ import torch
 from udcshield.attacks.base import project_linf
 from udcshield.config import AdaptiveSpec, Params, to_dict
 from udcshield.defenses.adaptive import AdaptivePGD
-from udcshield.defenses.defended import DefendedRestorer
+from udcshield.defenses.defended import DefendedRestorer, NoiseDraw
 from udcshield.defenses.purifier import DiffusionPurifier, load_purifier
 from udcshield.evaluation.metrics import psnr
 from udcshield.evaluation.records import write_records_csv
-from udcshield.pipeline.attack import array_name, load_restorer, restorers
+from udcshield.pipeline.checkpoints import load_restorer
 from udcshield.pipeline.common import apply_batched, batches, load_pairs, to_numpy_images, write_json
-from udcshield.pipeline.evaluate import means, model_label
 from udcshield.pipeline.layout import Layout
-from udcshield.pipeline.purify import CLEAN
+from udcshield.pipeline.runner import run_stage
+from udcshield.pipeline.stage import SingleUnitStage, StageContext
+from udcshield.pipeline.names import CLEAN, array_name, model_label, restorers
+from udcshield.pipeline.summary import means
 from udcshield.progress import ProgressMeter
 from udcshield.seeding import derive_seed
 from udcshield.store.provenance import make_provenance
@@ -110,8 +112,7 @@ def draw_records(params: Params, defended: DefendedRestorer, inputs: torch.Tenso
     for k in range(draws):
         seeds = [derive_seed(params.seed, f"adaptive/eval/draw{k}", i) for i in image_ids]
         for s in batches(inputs.shape[0], params.adaptive.batch_size):
-            defended.set_seeds(seeds[s])
-            outputs[k, s] = defended(inputs[s].to(device)).float().cpu()
+            outputs[k, s] = defended(inputs[s].to(device), NoiseDraw(seeds[s], 0)).float().cpu()
             if meter is not None:
                 meter.update(s.stop - s.start, phase="draws", set=f"{source}/{attack}/{budget}", draw=k)
         per_draw.append(torch.as_tensor(psnr(outputs[k], targets)))
@@ -153,7 +154,8 @@ def count_evaluation_sets(params: Params) -> int:
     return 1 + sum((budget in has_pgd) + len(params.adaptive.attacks) for budget in params.adaptive.budgets)
 
 
-def run(params: Params, layout: Layout, device: torch.device, progress: Progress = None) -> dict[str, Any]:
+def craft_and_evaluate(params: Params, layout: Layout, device: torch.device,
+                       progress: Progress = None) -> dict[str, Any]:
     """Whole stage: craft adaptive sets, evaluate every set over draws, write store, records and metrics.
 
     ``progress`` gets :class:`udcshield.progress.ProgressMeter` rows batch by batch: first the crafting
@@ -199,3 +201,26 @@ def write_outputs(params: Params, layout: Layout, adversarial: dict[str, np.ndar
     summary = means(records)
     write_json(summary, root(layout) / "metrics.json")
     return summary
+
+
+class AdaptiveStage(SingleUnitStage):
+    """One unit: :func:`craft_and_evaluate`."""
+
+    def work(self, ctx: StageContext) -> dict[str, Any]:
+        return craft_and_evaluate(ctx.params, ctx.layout, ctx.device, ctx.progress)
+
+
+STAGE = AdaptiveStage(
+    name="adaptive",
+    desc="Adaptive attacks through the purifier (BPDA + EOT, full gradients) and the stochastic defense "
+         "scored over draws",
+    params=("seed", "attack", "adaptive", "purify", "train.models"),
+    deps=("data/simulated/test.zarr", "data/attack", "data/restorers", "data/finetuned", "data/purifier"),
+    outs=("data/adaptive/adversarial.zarr", "data/adaptive/records.csv"),
+    metrics=({"data/adaptive/metrics.json": {"cache": False}},),
+)
+
+
+def run(params: Params, layout: Layout, device: torch.device, progress: Progress = None) -> dict[str, Any]:
+    """Whole stage on the local runner (:func:`craft_and_evaluate`)."""
+    return run_stage(STAGE, params, layout, device, progress)

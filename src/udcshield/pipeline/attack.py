@@ -20,22 +20,25 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 
-from udcshield.accel import accelerate_restorer_for
+from udcshield.accel import AccelCache, accelerate_restorer_for
 from udcshield.attacks.base import project_linf
 from udcshield.attacks.registry import create_attack
 from udcshield.attacks.universal import apply_universal, universal_perturbation
 from udcshield.config import AttackSpec, Params, to_dict
-from udcshield.models.checkpoint import load_checkpoint
 from udcshield.pipeline.common import check_rgb_pairs, load_pairs, run_batched, to_numpy_images
+from udcshield.pipeline.checkpoints import load_restorer
 from udcshield.pipeline.layout import Layout
-from udcshield.pipeline.shards import Shard, ShardCache, cache_root, code_digest, ids_digest, make_shards
-from udcshield.progress import ProgressMeter
+from udcshield.pipeline.names import array_name, conditions, restorers
+from udcshield.pipeline.runner import run_stage
+from udcshield.pipeline.stage import StageContext, Unit
+from udcshield.pipeline.shards import (Shard, ShardCache, ShardedStage, cache_root, code_digest, ids_digest, make_shards,
+                                      shard_units, units_by_set)
 from udcshield.seeding import derive_seed, torch_generator
 from udcshield.store.hashing import tree_sha256
 from udcshield.store.provenance import make_provenance
@@ -45,32 +48,6 @@ Progress = Callable[[dict], None] | None
 
 
 PROBE_IMAGES = 16  # test images on which accel.amp 'auto' compares bf16 with float32
-
-
-def restorers(params: Params) -> Iterator[str]:
-    """Every attacked restorer as ``<model>/<variant>`` (variant ``base`` or ``finetuned``)."""
-    for spec in params.train.models:
-        for variant in params.attack.models:
-            yield f"{spec.name}/{variant}"
-
-
-def load_restorer(layout: Layout, source: str) -> torch.nn.Module:
-    """Load restorer ``<model>/<variant>``."""
-    model, variant = source.split("/")
-    return load_checkpoint(layout.checkpoint(model, variant))
-
-
-def conditions(params: Params) -> Iterator[tuple[str, AttackSpec, int]]:
-    """All (restorer, attack spec, budget) combinations the stage crafts; restorer = ``<model>/<variant>``."""
-    for source in restorers(params):
-        for spec in params.attack.attacks:
-            for budget in spec.budgets:
-                yield source, spec, budget
-
-
-def array_name(source: str, attack: str, budget: int) -> str:
-    """Name of an adversarial set inside ``adversarial.zarr``: ``<model>/<variant>/<attack>/<budget>``."""
-    return f"{source}/{attack}/{budget}"
 
 
 L2_ATTACKS = ("pgd_l2",)
@@ -115,17 +92,19 @@ def craft_images(model: torch.nn.Module, spec: AttackSpec, budget: int, inputs: 
                  image_ids: list[str], params: Params, source: str, device: torch.device,
                  train: tuple[torch.Tensor, torch.Tensor] | None = None,
                  probe: Callable[[], tuple[torch.Tensor, torch.Tensor]] | None = None,
+                 accel_cache: AccelCache | None = None,
                  ) -> tuple[torch.Tensor, dict[str, Any]]:
     """Adversarial inputs (N, 3, H, W) float32 in [0, 1] on CPU for these images, and their cost.
 
     The cost counts iterations, forward-backward passes, queries and seconds. Image ``i``'s random start
     comes from ``derive_seed(seed, 'attack/<set>', image_ids[i])``, so any subset (shard) of a set gets
     the same random starts as in the whole set. ``probe()`` gives the (inputs, targets) on which
-    ``accel.amp: auto`` decides bf16 on CUDA (default: the first 16 of these images).
+    ``accel.amp: auto`` decides bf16 on CUDA (default: the first 16 of these images); ``accel_cache``
+    keeps that choice and the accelerated (compiled) wrapper across calls.
     """
     model = model.to(device).eval()
     probe = probe if probe is not None else (lambda: (inputs[:PROBE_IMAGES], targets[:PROBE_IMAGES]))
-    model, accel = accelerate_restorer_for(params.accel, model, probe, device)
+    model, accel = accelerate_restorer_for(params.accel, model, probe, device, accel_cache)
     stage = f"attack/{array_name(source, spec.name, budget)}"
     start = time.perf_counter()
     if spec.name == "universal":
@@ -233,7 +212,8 @@ def plan(params: Params, layout: Layout, device: torch.device) -> dict[str, list
 
 
 def craft_shard(params: Params, layout: Layout, shard: Shard, device: torch.device,
-                model: torch.nn.Module | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+                model: torch.nn.Module | None = None,
+                accel_cache: AccelCache | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """Craft one shard: (adv (shard.size, 3, H, W) float32 in [0, 1], cost).
 
     Reads only the shard's images from the test store; loads the restorer checkpoint unless ``model`` is
@@ -247,7 +227,7 @@ def craft_shard(params: Params, layout: Layout, shard: Shard, device: torch.devi
     train = load_pairs(layout.train_store)[:2] if spec.name == "universal" else None
     model = load_restorer(layout, source) if model is None else model
     adv, cost = craft_images(model, spec, budget, inputs, targets, ids, params, source, device, train,
-                             probe=lambda: probe_pairs(layout))
+                             probe=lambda: probe_pairs(layout), accel_cache=accel_cache)
     return to_numpy_images(adv), cost
 
 
@@ -260,13 +240,13 @@ def probe_pairs(layout: Layout) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def run_shard(params: Params, layout: Layout, shard: Shard, device: torch.device,
-              model: torch.nn.Module | None = None) -> dict[str, Any]:
+              model: torch.nn.Module | None = None, accel_cache: AccelCache | None = None) -> dict[str, Any]:
     """Craft ``shard`` unless the cache already holds it; write it to the cache as soon as it is done.
 
     Returns {"set", "start", "stop", "images", "computed" (False when reused from the cache), "device"}.
     """
     def compute() -> tuple[np.ndarray, dict[str, Any]]:
-        adv, cost = craft_shard(params, layout, shard, device, model)
+        adv, cost = craft_shard(params, layout, shard, device, model, accel_cache)
         return adv, {"cost": cost}
 
     return shard_cache(params, layout).ensure(shard, compute, device)
@@ -300,23 +280,6 @@ def assemble(params: Params, layout: Layout, shards: dict[str, list[Shard]], dev
     return summary
 
 
-def run(params: Params, layout: Layout, device: torch.device, progress: Progress = None) -> dict[str, Any]:
-    """Whole stage on the local runner: every shard in turn (reusing finished ones), then the store.
-
-    ``progress`` receives one :class:`~udcshield.progress.ProgressMeter` row per shard (images done,
-    rate, ETA, set, shard range, computed or reused).
-    """
-    shards = plan(params, layout, device)
-    models = {source: load_restorer(layout, source) for source in restorers(params)}
-    meter = ProgressMeter(sum(s.size for parts in shards.values() for s in parts), "attack", progress)
-    for name, parts in shards.items():
-        source = spec_of(params, name)[0]
-        for shard in parts:
-            row = run_shard(params, layout, shard, device, models[source])
-            meter.update(shard.size, set=name, shard=f"{shard.start}:{shard.stop}", computed=row["computed"])
-    return assemble(params, layout, shards, device)
-
-
 def write_outputs(params: Params, layout: Layout, results: dict[str, tuple[np.ndarray, dict[str, Any]]],
                   device: torch.device, runner: str = "local") -> dict[str, Any]:
     """Write all adversarial sets into one store atomically; return per-set cost and norms."""
@@ -329,3 +292,44 @@ def write_outputs(params: Params, layout: Layout, results: dict[str, tuple[np.nd
         for name, (adv, attrs) in results.items():
             w.add_images(name, adv, attrs=attrs)
     return {name: attrs for name, (_, attrs) in results.items()}
+
+
+class AttackStage(ShardedStage):
+    """Units: shards of every (restorer variant, attack, budget) set; assemble: ``adversarial.zarr``."""
+
+    def plan(self, ctx: StageContext) -> list[Unit]:
+        return shard_units(plan(ctx.params, ctx.layout, ctx.device))
+
+    def prepare(self, ctx: StageContext) -> dict[str, Any]:
+        return {"models": {source: load_restorer(ctx.layout, source) for source in restorers(ctx.params)},
+                "accel_cache": AccelCache()}
+
+    def run_unit(self, ctx: StageContext, unit: Unit, resources: Any) -> dict[str, Any]:
+        if resources is None:
+            return run_shard(ctx.params, ctx.layout, unit.payload, ctx.device)
+        model = resources["models"][spec_of(ctx.params, unit.payload.set_name)[0]]
+        return run_shard(ctx.params, ctx.layout, unit.payload, ctx.device, model, resources["accel_cache"])
+
+    def assemble(self, ctx, units, results, resources) -> dict[str, Any]:
+        return assemble(ctx.params, ctx.layout, units_by_set(list(units)), ctx.device, ctx.runner)
+
+
+STAGE = AttackStage(
+    name="attack",
+    desc="Craft every adversarial test set (restorer variant x attack x budget) on the bare restorers, "
+         "shard by shard",
+    params=("accel", "seed", "attack", "train.models"),
+    deps=("data/simulated", "data/restorers", "data/finetuned"),
+    outs=("data/attack",),
+    sections=("attack",),
+    distributed=True,
+)
+
+
+def run(params: Params, layout: Layout, device: torch.device, progress: Progress = None) -> dict[str, Any]:
+    """Whole stage on the local runner: every shard in turn (reusing finished ones), then the store.
+
+    ``progress`` receives one :class:`~udcshield.progress.ProgressMeter` row per shard (images done,
+    rate, ETA, set, shard range, computed or reused).
+    """
+    return run_stage(STAGE, params, layout, device, progress)

@@ -12,7 +12,6 @@ Outputs: ``records.csv`` (long format), ``metrics.json`` (means, for ``dvc metri
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -21,24 +20,17 @@ import torch
 from udcshield.config import Params
 from udcshield.evaluation.metrics import psnr, ssim
 from udcshield.evaluation.records import write_records_csv
-from udcshield.pipeline.attack import array_name, load_restorer, restorers
+from udcshield.pipeline.checkpoints import load_restorer
 from udcshield.pipeline.common import apply_batched, load_pairs, write_json, write_rows_csv
 from udcshield.pipeline.layout import Layout
-from udcshield.pipeline.purify import CLEAN
-from udcshield.progress import ProgressMeter
+from udcshield.pipeline.runner import run_stage
+from udcshield.pipeline.stage import Stage, StageContext, Unit
+from udcshield.pipeline.names import CLEAN, DEFENSES, TRANSFER, array_name, model_label, restorers
+from udcshield.pipeline.summary import means
 from udcshield.store.zarr_io import read_images
 
 Progress = Callable[[dict], None] | None
-DEFENSES = ("none", "purified")
 METRICS = {"psnr": psnr, "ssim": ssim}
-
-
-def model_label(source: str) -> str:
-    """Record label of restorer ``<model>/<variant>``, e.g. ``resunet:base``."""
-    return source.replace("/", ":")
-
-
-TRANSFER = "@"
 
 
 def cells(params: Params) -> Iterator[tuple[str, str, str, int]]:
@@ -101,37 +93,6 @@ def write_outputs(params: Params, layout: Layout, records: list[dict[str, Any]])
     return summary
 
 
-def run(params: Params, layout: Layout, device: torch.device, progress: Progress = None) -> dict[str, Any]:
-    """Whole stage: score every cell and write records, metrics and curves.
-
-    ``progress`` gets a :class:`udcshield.progress.ProgressMeter` row per cell (images scored, rate, ETA,
-    the cell and its mean PSNR).
-    """
-    _, targets, ids = load_pairs(layout.test_store)
-    models = {source: load_restorer(layout, source) for source in restorers(params)}
-    records: list[dict[str, Any]] = []
-    grid = list(cells(params))
-    meter = ProgressMeter(len(grid) * len(ids), "evaluate", progress)
-    for cell in grid:
-        rows = cell_records(params, layout, models[cell[0]], cell, targets, ids, device)
-        records.extend(rows)
-        meter.update(len(ids), cell="/".join(map(str, cell)),
-                     psnr=round(sum(r["value"] for r in rows if r["metric"] == "psnr") / len(ids), 3))
-    return write_outputs(params, layout, records)
-
-
-def means(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Nested means: model -> defense -> condition (``clean`` or ``<attack>_<budget>``) -> metric -> value."""
-    acc: dict[tuple, list[float]] = defaultdict(list)
-    for r in records:
-        cond = CLEAN if r["attack"] == CLEAN else f"{r['attack']}_{r['budget']}"
-        acc[(r["model"], r["defense"], cond, r["metric"])].append(float(r["value"]))
-    out: dict[str, Any] = {}
-    for (model, defense, cond, metric), vals in sorted(acc.items()):
-        out.setdefault(model, {}).setdefault(defense, {}).setdefault(cond, {})[metric] = round(sum(vals) / len(vals), 4)
-    return out
-
-
 def curves(params: Params, summary: dict[str, Any]) -> dict[tuple[str, str], list[dict[str, Any]]]:
     """Per (attack, ``<model>_<variant>_<defense>``): rows {budget, psnr, ssim}; budget 0 = clean."""
     out = {}
@@ -145,3 +106,48 @@ def curves(params: Params, summary: dict[str, Any]) -> dict[tuple[str, str], lis
                     rows.append({"budget": budget, **values})
                 out[(spec.name, f"{source.replace('/', '_')}_{defense}")] = rows
     return out
+
+
+class EvaluateStage(Stage):
+    """Test targets and restorers loaded once (prepare); one unit per (restorer, defense, attack, budget)
+    cell, scored per image; assemble: records, means and curves."""
+
+    def plan(self, ctx: StageContext) -> list[Unit]:
+        n = len(load_pairs(ctx.layout.test_store)[2])
+        return [Unit("-".join(map(str, cell)), cell, images=n) for cell in cells(ctx.params)]
+
+    def prepare(self, ctx: StageContext) -> tuple[torch.Tensor, list[str], dict[str, torch.nn.Module]]:
+        _, targets, ids = load_pairs(ctx.layout.test_store)
+        return targets, ids, {source: load_restorer(ctx.layout, source) for source in restorers(ctx.params)}
+
+    def run_unit(self, ctx: StageContext, unit: Unit, resources: Any) -> list[dict[str, Any]]:
+        targets, ids, models = resources if resources is not None else self.prepare(ctx)
+        return cell_records(ctx.params, ctx.layout, models[unit.payload[0]], unit.payload, targets, ids, ctx.device)
+
+    def progress_fields(self, unit: Unit, result: list[dict[str, Any]]) -> dict[str, Any]:
+        psnrs = [r["value"] for r in result if r["metric"] == "psnr"]
+        return {"cell": "/".join(map(str, unit.payload)),
+                **({"psnr": round(sum(psnrs) / len(psnrs), 3)} if psnrs else {})}
+
+    def assemble(self, ctx, units, results, resources) -> dict[str, Any]:
+        return write_outputs(ctx.params, ctx.layout, [r for rows in results for r in rows])
+
+
+STAGE = EvaluateStage(
+    name="evaluate",
+    desc="PSNR and SSIM per image for every restorer variant x defense x condition, plus transfer cells",
+    params=("attack", "evaluate", "train.models"),
+    deps=("data/simulated/test.zarr", "data/attack", "data/purify", "data/restorers", "data/finetuned"),
+    outs=("data/evaluate/records.csv",),
+    metrics=({"data/evaluate/metrics.json": {"cache": False}},),
+    plots=({"data/evaluate/curves": {"cache": False}},),
+)
+
+
+def run(params: Params, layout: Layout, device: torch.device, progress: Progress = None) -> dict[str, Any]:
+    """Whole stage on the local runner: score every cell and write records, metrics and curves.
+
+    ``progress`` gets a :class:`udcshield.progress.ProgressMeter` row per cell (images scored, rate, ETA,
+    the cell and its mean PSNR).
+    """
+    return run_stage(STAGE, params, layout, device, progress)

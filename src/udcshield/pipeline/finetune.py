@@ -21,6 +21,8 @@ from udcshield.defenses.purifier import DiffusionPurifier, load_purifier
 from udcshield.models.checkpoint import load_checkpoint, save_checkpoint
 from udcshield.pipeline.common import load_pairs, write_rows_csv
 from udcshield.pipeline.layout import Layout
+from udcshield.pipeline.runner import run_stage
+from udcshield.pipeline.stage import Stage, StageContext, Unit
 from udcshield.progress import ProgressMeter
 from udcshield.seeding import torch_generator
 from udcshield.store.provenance import make_provenance
@@ -112,18 +114,6 @@ def training_sets(params: Params, layout: Layout, device: torch.device) -> tuple
     return (inputs, targets), purified
 
 
-def run(params: Params, layout: Layout, device: torch.device, progress: Progress = None) -> dict[str, Any]:
-    """Whole stage: build the training sets once, fine-tune every base restorer on them, save each."""
-    clean, purified = training_sets(params, layout, device)
-    out = {}
-    for spec in params.train.models:
-        model = load_checkpoint(layout.restorer(spec.name))
-        history = fit_finetuned(params, spec.name, model, clean, purified, device, progress)
-        out[spec.name] = save_outputs(params, layout, spec.name, model, history, pair_count(params, clean, purified),
-                                      device)
-    return out
-
-
 def pair_count(params: Params, clean: Pairs, purified: Pairs | None) -> int:
     """Training pairs the mode draws from: purified ones, clean ones, or both (mixed)."""
     n_clean, n_pur = int(clean[0].shape[0]), 0 if purified is None else int(purified[0].shape[0])
@@ -151,3 +141,40 @@ def save_outputs(params: Params, layout: Layout, name: str, model: torch.nn.Modu
     write_rows_csv(history, layout.log("finetune", name))
     return {"pairs": pairs, "final_loss": history[-1]["loss"], "mode": params.finetune.mode,
             "trainable_parameters": trainable, "frozen_parameters": frozen}
+
+
+class FinetuneStage(Stage):
+    """Training sets built once (prepare: clean pairs and, for purified/mixed, the purified ones), then
+    one unit per restorer: load its base checkpoint, fine-tune in ``finetune.mode``, save."""
+
+    def plan(self, ctx: StageContext) -> list[Unit]:
+        return [Unit(f"fit-finetuned-{spec.name}", spec.name) for spec in ctx.params.train.models]
+
+    def prepare(self, ctx: StageContext) -> tuple[Pairs, Pairs | None]:
+        return training_sets(ctx.params, ctx.layout, ctx.device)
+
+    def run_unit(self, ctx: StageContext, unit: Unit, resources: Any) -> dict[str, Any]:
+        clean, purified = resources if resources is not None else self.prepare(ctx)
+        model = load_checkpoint(ctx.layout.restorer(unit.payload))
+        history = fit_finetuned(ctx.params, unit.payload, model, clean, purified, ctx.device, ctx.progress)
+        return save_outputs(ctx.params, ctx.layout, unit.payload, model, history,
+                            pair_count(ctx.params, clean, purified), ctx.device)
+
+    def assemble(self, ctx, units, results, resources) -> dict[str, Any]:
+        return {u.payload: r for u, r in zip(units, results)}
+
+
+STAGE = FinetuneStage(
+    name="finetune",
+    desc="Fine-tune every restorer in finetune.mode (purified inputs, adversarial, TRADES or mixed)",
+    params=("seed", "finetune", "train.models", "train.perceptual_weight", "train.vgg_weights_path"),
+    deps=("data/simulated/train.zarr", "data/restorers", "data/purifier"),
+    outs=("data/finetuned",),
+    plots=({"data/logs/finetune": {"x": "step", "y": "loss", "cache": False}},),
+    sections=("finetune",),
+)
+
+
+def run(params: Params, layout: Layout, device: torch.device, progress: Progress = None) -> dict[str, Any]:
+    """Whole stage on the local runner: build the training sets once, fine-tune and save every restorer."""
+    return run_stage(STAGE, params, layout, device, progress)

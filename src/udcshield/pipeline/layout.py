@@ -68,6 +68,10 @@ class Layout:
         return self.root / "evaluate" / "curves"
 
     @property
+    def grid_store(self) -> Path:
+        return self.root / "evaluate" / "grid.zarr"
+
+    @property
     def report(self) -> Path:
         return self.root / "report" / "report.md"
 

@@ -19,21 +19,22 @@ from typing import Any
 import numpy as np
 import torch
 
-from udcshield.accel import accelerate_purifier_for
+from udcshield.accel import AccelCache, accelerate_purifier_for
 from udcshield.config import Params, to_dict
 from udcshield.defenses.dataset import purify_set
 from udcshield.defenses.purifier import load_purifier
-from udcshield.pipeline.attack import array_name, conditions
-from udcshield.pipeline.common import load_pairs, run_batched, to_numpy_images
+from udcshield.pipeline.common import run_batched, to_numpy_images
 from udcshield.pipeline.layout import Layout
-from udcshield.pipeline.shards import Shard, ShardCache, cache_root, code_digest, ids_digest, make_shards
-from udcshield.progress import ProgressMeter
+from udcshield.pipeline.names import CLEAN, array_name, conditions
+from udcshield.pipeline.runner import run_stage
+from udcshield.pipeline.shards import (Shard, ShardCache, ShardedStage, cache_root, code_digest, ids_digest, make_shards,
+                                      shard_units, units_by_set)
+from udcshield.pipeline.stage import StageContext, Unit
 from udcshield.store.hashing import tree_sha256
 from udcshield.store.provenance import make_provenance
 from udcshield.store.zarr_io import read_images, recorded_digest, store_attrs, write_store
 
 Progress = Callable[[dict], None] | None
-CLEAN = "clean"
 
 
 def set_names(params: Params) -> list[str]:
@@ -52,20 +53,22 @@ def input_sets(params: Params, layout: Layout) -> dict[str, torch.Tensor]:
 
 
 def purify_one(params: Params, purifier: torch.nn.Module, name: str, images: torch.Tensor,
-               image_ids: list[str], device: torch.device) -> torch.Tensor:
+               image_ids: list[str], device: torch.device, accel_cache: AccelCache | None = None) -> torch.Tensor:
     """Purify one set (or a shard of it): (N, 3, H, W) in [0, 1] -> same shape on CPU, in [0, 1].
 
     Noise per image from derive_seed(seed, 'purify/<name>', image_id); a batch that runs out of memory
-    is retried at half the size (:func:`udcshield.pipeline.common.run_batched`).
+    is retried at half the size (:func:`udcshield.pipeline.common.run_batched`). ``accel_cache`` keeps
+    the accelerated UNet runner (CUDA) across calls.
     """
     cfg = params.purify
     stage = f"purify/{name}"
-    accelerate_purifier_for(params.accel, purifier, device)
+    noise_predictor, _ = accelerate_purifier_for(params.accel, purifier, device, accel_cache)
 
     def one_batch(s: slice) -> torch.Tensor:
         return purify_set(purifier, images[s], image_ids[s], t_star=cfg.t_star, num_steps=cfg.num_steps,
                           seed=params.seed, stage=stage, batch_size=s.stop - s.start, device=device,
-                          sampler=cfg.sampler, eta=cfg.eta, guidance_scale=cfg.guidance_scale)
+                          sampler=cfg.sampler, eta=cfg.eta, guidance_scale=cfg.guidance_scale,
+                          noise_predictor=noise_predictor)
 
     return torch.cat(run_batched(one_batch, images.shape[0], cfg.batch_size, stage))
 
@@ -91,22 +94,22 @@ def plan(params: Params, layout: Layout, device: torch.device) -> dict[str, list
 
 
 def purify_shard(params: Params, layout: Layout, shard: Shard, device: torch.device,
-                 purifier: torch.nn.Module | None = None) -> np.ndarray:
+                 purifier: torch.nn.Module | None = None, accel_cache: AccelCache | None = None) -> np.ndarray:
     """Purify one shard: (shard.size, 3, H, W) float32 in [0, 1]; loads the purifier unless given."""
     images = torch.from_numpy(read_images(*source_of(layout, shard.set_name), rows=shard.rows))
     ids = list(store_attrs(layout.test_store)["image_ids"])[shard.rows]
     purifier = load_purifier(layout.purifier) if purifier is None else purifier
-    return to_numpy_images(purify_one(params, purifier, shard.set_name, images, ids, device))
+    return to_numpy_images(purify_one(params, purifier, shard.set_name, images, ids, device, accel_cache))
 
 
 def run_shard(params: Params, layout: Layout, shard: Shard, device: torch.device,
-              purifier: torch.nn.Module | None = None) -> dict[str, Any]:
+              purifier: torch.nn.Module | None = None, accel_cache: AccelCache | None = None) -> dict[str, Any]:
     """Purify ``shard`` unless the cache already holds it; write it to the cache as soon as it is done.
 
     Returns {"set", "start", "stop", "images", "computed" (False when reused from the cache), "device"}.
     """
     return shard_cache(params, layout).ensure(
-        shard, lambda: (purify_shard(params, layout, shard, device, purifier), {}), device)
+        shard, lambda: (purify_shard(params, layout, shard, device, purifier, accel_cache), {}), device)
 
 
 def assemble(params: Params, layout: Layout, shards: dict[str, list[Shard]], device: torch.device,
@@ -122,21 +125,6 @@ def assemble(params: Params, layout: Layout, shards: dict[str, list[Shard]], dev
     return {**summary, "shards": sum(len(parts) for parts in shards.values())}
 
 
-def run(params: Params, layout: Layout, device: torch.device, progress: Progress = None) -> dict[str, Any]:
-    """Whole stage on the local runner: every shard in turn (reusing finished ones), then ``purified.zarr``.
-
-    ``progress`` receives one :class:`~udcshield.progress.ProgressMeter` row per shard.
-    """
-    shards = plan(params, layout, device)
-    purifier = load_purifier(layout.purifier)
-    meter = ProgressMeter(sum(s.size for parts in shards.values() for s in parts), "purify", progress)
-    for name, parts in shards.items():
-        for shard in parts:
-            row = run_shard(params, layout, shard, device, purifier)
-            meter.update(shard.size, set=name, shard=f"{shard.start}:{shard.stop}", computed=row["computed"])
-    return assemble(params, layout, shards, device)
-
-
 def write_outputs(params: Params, layout: Layout, purified: dict[str, torch.Tensor],
                   device: torch.device, runner: str = "local") -> dict[str, Any]:
     """Write all purified sets into one store atomically."""
@@ -150,3 +138,38 @@ def write_outputs(params: Params, layout: Layout, purified: dict[str, torch.Tens
             w.add_images(name, to_numpy_images(images), attrs={"t_star": params.purify.t_star,
                                                                "num_steps": params.purify.num_steps})
     return {"sets": len(purified)}
+
+
+class PurifyStage(ShardedStage):
+    """Units: shards of the clean test inputs and of every adversarial set; assemble: ``purified.zarr``."""
+
+    def plan(self, ctx: StageContext) -> list[Unit]:
+        return shard_units(plan(ctx.params, ctx.layout, ctx.device))
+
+    def prepare(self, ctx: StageContext) -> dict[str, Any]:
+        return {"purifier": load_purifier(ctx.layout.purifier), "accel_cache": AccelCache()}
+
+    def run_unit(self, ctx: StageContext, unit: Unit, resources: Any) -> dict[str, Any]:
+        purifier, cache = (None, None) if resources is None else (resources["purifier"], resources["accel_cache"])
+        return run_shard(ctx.params, ctx.layout, unit.payload, ctx.device, purifier, cache)
+
+    def assemble(self, ctx, units, results, resources) -> dict[str, Any]:
+        return assemble(ctx.params, ctx.layout, units_by_set(list(units)), ctx.device, ctx.runner)
+
+
+STAGE = PurifyStage(
+    name="purify",
+    desc="Diffusion-purify the clean test inputs and every adversarial set (non-adaptive), shard by shard",
+    params=("accel", "seed", "attack", "train.models", "purify"),
+    deps=("data/simulated/test.zarr", "data/attack", "data/purifier"),
+    outs=("data/purify",),
+    distributed=True,
+)
+
+
+def run(params: Params, layout: Layout, device: torch.device, progress: Progress = None) -> dict[str, Any]:
+    """Whole stage on the local runner: every shard in turn (reusing finished ones), then ``purified.zarr``.
+
+    ``progress`` receives one :class:`~udcshield.progress.ProgressMeter` row per shard.
+    """
+    return run_stage(STAGE, params, layout, device, progress)

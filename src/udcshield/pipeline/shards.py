@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 import udcshield
+from udcshield.pipeline.stage import Stage, Unit
 from udcshield.store.zarr_io import (StoreError, is_url, open_store, read_images, remove_store, store_attrs,
                                      write_store)
 
@@ -180,3 +181,28 @@ class ShardCache:
 def cache_root(configured: str | None, data_root: str | Path) -> str | Path:
     """The shard cache root: ``runner.shard_cache`` when set, else ``<data root>/.shards``."""
     return configured if configured is not None else Path(data_root) / ".shards"
+
+
+# ------------------------------------------------------------------------------ sharded stages
+def shard_units(shards: dict[str, list[Shard]]) -> list[Unit]:
+    """One unit per shard, in set and image order (payload: the :class:`Shard`)."""
+    return [Unit(f"{shard.set_name}-{shard.start}-{shard.stop}", shard, images=shard.size)
+            for parts in shards.values() for shard in parts]
+
+
+def units_by_set(units: list[Unit]) -> dict[str, list[Shard]]:
+    """Inverse of :func:`shard_units`: set name -> its shards in order."""
+    out: dict[str, list[Shard]] = {}
+    for unit in units:
+        out.setdefault(unit.payload.set_name, []).append(unit.payload)
+    return out
+
+
+class ShardedStage(Stage):
+    """A stage whose units are shards of image sets, kept in the shard cache as soon as each is done
+    (attack, purify): self-contained units that may run on a Dask cluster."""
+
+    def progress_fields(self, unit: Unit, result: dict[str, Any]) -> dict[str, Any]:
+        shard = unit.payload
+        return {"set": shard.set_name, "shard": f"{shard.start}:{shard.stop}", "computed": result["computed"],
+                "device": result["device"]}

@@ -23,12 +23,14 @@ from udcshield.physics.masks import display_mask, load_user_mask
 from udcshield.physics.psf import compute_psf, psf_bank
 from udcshield.physics.spectral import load_sensor_response, spectral_psf
 from udcshield.pipeline.layout import Layout
+from udcshield.pipeline.runner import run_stage
+from udcshield.pipeline.stage import Stage, StageContext, Unit
 from udcshield.seeding import numpy_rng
 from udcshield.store.hashing import array_sha256, file_sha256, tree_sha256
 from udcshield.store.provenance import make_provenance
 from udcshield.store.zarr_io import write_store
 
-STAGE = "simulate"
+STAGE_NAME = "simulate"
 
 
 PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -45,7 +47,7 @@ def make_psf_bank(optics: OpticsConfig, seed: int) -> np.ndarray:
                   focal_length_mm=optics.focal_length_mm, f_number=optics.f_number,
                   sensor_pitch_um=optics.sensor_pitch_um, support_px=optics.support_px,
                   oversample=optics.oversample, user_mask=_user_mask(optics),
-                  random_tile_flip=optics.random_tile_flip, rng=numpy_rng(seed, f"{STAGE}/tiles"))
+                  random_tile_flip=optics.random_tile_flip, rng=numpy_rng(seed, f"{STAGE_NAME}/tiles"))
     if optics.spectral_response_path:
         wavelengths, response = load_sensor_response(optics.spectral_response_path)
         if response.shape[0] != 3:
@@ -54,7 +56,7 @@ def make_psf_bank(optics: OpticsConfig, seed: int) -> np.ndarray:
         psf = spectral_psf(wavelengths, response, **common)
     else:
         psf = compute_psf(wavelengths_nm=tuple(optics.wavelengths_nm), **common)
-    return psf_bank(psf, optics.bank_size, numpy_rng(seed, f"{STAGE}/psf_bank"))
+    return psf_bank(psf, optics.bank_size, numpy_rng(seed, f"{STAGE_NAME}/psf_bank"))
 
 
 def dataset_psf_bank(cfg: SimulateConfig, seed: int) -> np.ndarray:
@@ -138,7 +140,7 @@ def write_outputs(layout: Layout, params: Params, psfs: np.ndarray, splits: dict
     section = to_dict(params.simulate)
     seeds = {"seed": params.seed, "derivation": "derive_seed(seed, 'simulate/<split>', image_id)"}
     optics = params.simulate.optics
-    psf_prov = make_provenance(STAGE, section, seeds=seeds, inputs=optics_files(optics))
+    psf_prov = make_provenance(STAGE_NAME, section, seeds=seeds, inputs=optics_files(optics))
     with write_store(layout.psf_store, psf_prov) as w:
         w.add_array("psf", psfs.astype(np.float64), attrs={"axes": "K,C,Y,X", "wavelengths_nm": list(optics.wavelengths_nm),
                                                               "sensor_pitch_um": optics.sensor_pitch_um})
@@ -146,7 +148,7 @@ def write_outputs(layout: Layout, params: Params, psfs: np.ndarray, splits: dict
                     attrs={"axes": "Y,X", "kind": optics.mask, "extent_um": 2 * optics.pitch_um})
     summary: dict[str, Any] = {"psf_shape": list(psfs.shape)}
     for split, data in splits.items():
-        attrs = make_provenance(STAGE, section, seeds=seeds, inputs={"psf": layout.psf_store},
+        attrs = make_provenance(STAGE_NAME, section, seeds=seeds, inputs={"psf": layout.psf_store},
                                 extra={"split": split, "image_ids": list(data.image_ids),
                                        "sources": source_digests(params.simulate, split),
                                        "value_domain": "tone-mapped v/(v+knee), [0,1]"})
@@ -158,11 +160,37 @@ def write_outputs(layout: Layout, params: Params, psfs: np.ndarray, splits: dict
     return summary
 
 
-def run(params: Params, layout: Layout) -> dict[str, Any]:
-    """Whole stage, sequentially (the Prefect flow runs the same steps as tasks)."""
-    psfs = dataset_psf_bank(params.simulate, params.seed)
-    splits = {split: simulate(params.simulate, psfs, split, params.seed) for split in ("train", "test")}
-    return write_outputs(layout, params, psfs, splits)
+class SimulateStage(Stage):
+    """PSF bank (prepare), one unit per split (train, test), then the three stores (assemble)."""
+
+    def plan(self, ctx: StageContext) -> list[Unit]:
+        return [Unit(f"simulate-{split}", split, gpu=False) for split in SPLITS]
+
+    def prepare(self, ctx: StageContext) -> np.ndarray:
+        return dataset_psf_bank(ctx.params.simulate, ctx.params.seed)
+
+    def run_unit(self, ctx: StageContext, unit: Unit, resources: np.ndarray) -> SimulatedSplit:
+        return simulate(ctx.params.simulate, resources, unit.payload, ctx.params.seed)
+
+    def assemble(self, ctx, units, results, resources) -> dict[str, Any]:
+        return write_outputs(ctx.layout, ctx.params, resources, {u.payload: r for u, r in zip(units, results)})
 
 
-__all__ = ["make_psf_bank", "simulate", "source_digests", "write_outputs", "run"]
+SPLITS = ("train", "test")
+STAGE = SimulateStage(
+    name="simulate",
+    desc="Display mask and optics -> PSF bank; scenes (pseudo-HDR photos or a real paired dataset) -> "
+         "paired tone-mapped train/test zarr stores",
+    params=("seed", "simulate"),
+    outs=("data/simulated",),
+)
+
+
+def run(params: Params, layout: Layout, device: Any = None, progress: Any = None) -> dict[str, Any]:
+    """Whole stage on the local runner (:func:`udcshield.pipeline.runner.run_stage`); runs on the CPU."""
+    import torch
+
+    return run_stage(STAGE, params, layout, torch.device("cpu") if device is None else device, progress)
+
+
+__all__ = ["STAGE", "make_psf_bank", "simulate", "source_digests", "write_outputs", "run"]

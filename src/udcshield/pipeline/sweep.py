@@ -24,8 +24,6 @@ statements in words), ``curves/<model>_<sampler>.csv`` for ``dvc plots`` (defend
 
 from __future__ import annotations
 
-import csv
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,10 +35,13 @@ from udcshield.config import ConfigError, Params, SweepSampler, to_dict
 from udcshield.defenses.dataset import purify_set
 from udcshield.defenses.purifier import DiffusionPurifier, load_purifier, strided_timesteps
 from udcshield.evaluation.metrics import psnr
+from udcshield.evaluation.tables import read_sweep_rows, sweep_cells, sweep_markdown
 from udcshield.models.checkpoint import load_checkpoint
-from udcshield.pipeline.attack import array_name
 from udcshield.pipeline.common import apply_batched, load_pairs, write_json, write_rows_csv
 from udcshield.pipeline.layout import Layout
+from udcshield.pipeline.names import array_name
+from udcshield.pipeline.runner import run_stage
+from udcshield.pipeline.stage import SingleUnitStage, StageContext
 from udcshield.progress import ProgressMeter
 from udcshield.store.atomic import atomic_dir, write_text_atomic
 from udcshield.store.provenance import make_provenance
@@ -199,7 +200,8 @@ def summarize(rows: list[dict[str, Any]], tolerance_db: float, target_fraction: 
     return out
 
 
-def run(params: Params, layout: Layout, device: torch.device, progress: Progress = None) -> dict[str, Any]:
+def measure_sweep(params: Params, layout: Layout, device: torch.device,
+                  progress: Progress = None) -> dict[str, Any]:
     """Whole stage: measure every (model, t*, setting), compare with the full chain, write the outputs."""
     cfg = params.sweep
     if not cfg.enabled:
@@ -268,46 +270,43 @@ def write_outputs(params: Params, layout: Layout, rows: list[dict[str, Any]], de
     return {"rows": len(rows), "statements": summary["statements"]}
 
 
-SWEEP_TABLE_HEADER = ("restorer", "t*", "setting", "NFE / image", "of full chain", "images/s",
-                      "purified clean PSNR", "purified PGD PSNR", "Δ vs full DDPM (dB)")
-
-
 def sweep_table(csv_path: str | Path) -> tuple[list[list[str]], list[str]]:
-    """Formatted rows of ``sweep.csv`` (one per model x t* x setting, columns :data:`SWEEP_TABLE_HEADER`)
-    and the comparison statements; both empty when the sweep was disabled (header-only csv).
+    """Formatted rows of ``sweep.csv`` (one per model x t* x setting, columns
+    :data:`udcshield.evaluation.tables.SWEEP_TABLE_HEADER`) and the comparison statements; both empty when
+    the sweep was disabled (header-only csv).
     Raises FileNotFoundError naming the file when it is missing, ValueError on missing columns."""
-    path = Path(csv_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"sweep table not found: {path} (run the sweep stage)")
-    with path.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = read_sweep_rows(csv_path, COLUMNS)
     if not rows:
         return [], []
-    missing = [c for c in COLUMNS if c not in rows[0]]
-    if missing:
-        raise ValueError(f"{path}: missing columns {missing}")
-    for row in rows:
-        for key in ("t_star", "nfe", "nfe_fraction", "seconds", "images_per_s", "psnr_clean", "psnr_adv",
-                    "delta_clean_db", "delta_adv_db", "tolerance_db", "eta"):
-            row[key] = float(row[key])
-        row["within_tolerance"] = row["within_tolerance"] == "True"
-        row["t_star"] = int(row["t_star"])
-    cells = [[r["model"], str(r["t_star"]), r["setting"], f"{r['nfe']:g}", f"{100 * r['nfe_fraction']:.0f} %",
-              _fmt_rate(r["images_per_s"]), f"{r['psnr_clean']:.2f}", f"{r['psnr_adv']:.2f}",
-              f"{r['delta_adv_db']:+.2f}"] for r in rows]
-    return cells, list(summarize(rows, rows[0]["tolerance_db"])["statements"])
+    return sweep_cells(rows), list(summarize(rows, rows[0]["tolerance_db"])["statements"])
 
 
 def render_sweep_table(csv_path: str | Path) -> str:
-    """Markdown table of ``sweep.csv`` (:func:`sweep_table`) followed by the comparison statements;
-    for the report. Raises FileNotFoundError naming the file when it is missing."""
-    cells, statements = sweep_table(csv_path)
-    if not cells:
-        return "Purifier sweep: disabled (sweep.enabled: false).\n"
-    lines = ["| " + " | ".join(SWEEP_TABLE_HEADER) + " |", "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
-    lines += ["| " + " | ".join(row) + " |" for row in cells]
-    return "\n".join(lines) + "\n\n" + "\n".join(f"- {s}" for s in statements) + "\n"
+    """Markdown table of ``sweep.csv`` (:func:`sweep_table`) followed by the comparison statements.
+    Raises FileNotFoundError naming the file when it is missing."""
+    return sweep_markdown(*sweep_table(csv_path))
 
 
-def _fmt_rate(value: float) -> str:
-    return "inf" if not math.isfinite(value) else f"{value:.3g}"
+class SweepStage(SingleUnitStage):
+    """One unit: :func:`measure_sweep`."""
+
+    def work(self, ctx: StageContext) -> dict[str, Any]:
+        return measure_sweep(ctx.params, ctx.layout, ctx.device, ctx.progress)
+
+
+STAGE = SweepStage(
+    name="sweep",
+    desc="Purifier benchmark: t* x sampler (full DDPM, strided DDPM, few-step DDIM) on clean and PGD inputs: "
+         "network evaluations, images/s, defended PSNR",
+    params=("seed", "sweep", "attack", "train.models"),
+    deps=("data/simulated/test.zarr", "data/attack", "data/restorers", "data/purifier"),
+    outs=({"data/sweep/sweep.csv": {"cache": False}}, {"data/sweep/summary.md": {"cache": False}},
+          {"data/sweep/provenance.json": {"cache": False}}),
+    metrics=({"data/sweep/metrics.json": {"cache": False}},),
+    plots=({"data/sweep/curves": {"cache": False}},),
+)
+
+
+def run(params: Params, layout: Layout, device: torch.device, progress: Progress = None) -> dict[str, Any]:
+    """Whole stage on the local runner (:func:`measure_sweep`)."""
+    return run_stage(STAGE, params, layout, device, progress)

@@ -1,8 +1,7 @@
-"""Stages ``train`` (the restorer) and ``train_purifier`` (the diffusion purifier).
+"""Stage ``train``: every restorer of ``train.models`` learns UDC input -> ground truth on the simulated
+training pairs (Zhou et al., CVPR 2021, ResUNet-style; the study's restorers, Song et al., arXiv 2402.13629).
 
-The restorer learns UDC input -> ground truth on the simulated training pairs (Zhou et al., CVPR 2021,
-ResUNet-style). The purifier is a DDPM (Ho et al., 2020) trained on the *degraded* training inputs, the
-distribution it must project attacked inputs back onto (Song et al., arXiv 2402.13629; Nie et al., 2022).
+One unit per restorer (fit, then save its checkpoint and curve); the training pairs are loaded once.
 """
 
 from __future__ import annotations
@@ -13,14 +12,14 @@ from typing import Any
 import torch
 
 from udcshield.config import Params, to_dict
-from udcshield.defenses.purifier import DiffusionPurifier, save_purifier
 from udcshield.models.checkpoint import save_checkpoint
 from udcshield.models.registry import create_restorer
 from udcshield.pipeline.common import load_pairs, write_rows_csv
 from udcshield.pipeline.layout import Layout
+from udcshield.pipeline.runner import run_stage
+from udcshield.pipeline.stage import Stage, StageContext, Unit
 from udcshield.seeding import torch_generator
 from udcshield.store.provenance import make_provenance
-from udcshield.training.diffusion import train_purifier
 from udcshield.training.perceptual import restoration_loss
 from udcshield.training.restorer import train_restorer
 
@@ -42,31 +41,6 @@ def fit_restorer(params: Params, name: str, inputs: torch.Tensor, targets: torch
     return model.cpu(), history
 
 
-def fit_purifier(params: Params, images: torch.Tensor, device: torch.device,
-                 progress: Progress = None) -> tuple[DiffusionPurifier, list[dict]]:
-    """Build the configured purifier and train it on ``images`` (N, 3, H, W) in [0, 1]."""
-    cfg = params.purifier
-    purifier = DiffusionPurifier(sample_size=cfg.sample_size, block_out_channels=tuple(cfg.block_out_channels),
-                                 layers_per_block=cfg.layers_per_block, attention=cfg.attention,
-                                 num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule,
-                                 generator=torch_generator(params.seed, "train_purifier/init"))
-    gen = torch_generator(params.seed, "train_purifier/batches")
-    history = train_purifier(purifier, images, iterations=cfg.iterations, batch_size=cfg.batch_size,
-                             crop_size=cfg.crop_size, lr=cfg.lr, lr_min=cfg.lr_min, flips=cfg.flips,
-                             generator=gen, device=device, log_every=50, progress=progress)
-    return purifier.cpu(), history
-
-
-def run_restorer(params: Params, layout: Layout, device: torch.device, progress: Progress = None) -> dict[str, Any]:
-    """Stage ``train``: train and save every configured restorer and its training curve."""
-    inputs, targets, _ = load_pairs(layout.train_store)
-    out = {}
-    for spec in params.train.models:
-        model, history = fit_restorer(params, spec.name, inputs, targets, device, progress)
-        out[spec.name] = save_restorer(params, layout, spec.name, model, history, device)
-    return out
-
-
 def save_restorer(params: Params, layout: Layout, name: str, model: torch.nn.Module, history: list[dict],
                   device: torch.device) -> dict[str, Any]:
     """Write the base restorer checkpoint (provenance in config.json) and its training curve."""
@@ -78,18 +52,36 @@ def save_restorer(params: Params, layout: Layout, name: str, model: torch.nn.Mod
     return {"final_loss": history[-1]["loss"], "parameters": sum(p.numel() for p in model.parameters())}
 
 
-def run_purifier(params: Params, layout: Layout, device: torch.device, progress: Progress = None) -> dict[str, Any]:
-    """Stage ``train_purifier``: train and save the diffusion purifier on the degraded training inputs."""
-    inputs, _, _ = load_pairs(layout.train_store)
-    purifier, history = fit_purifier(params, inputs, device, progress)
-    return save_purifier_outputs(params, layout, purifier, history, device)
+class TrainStage(Stage):
+    """One unit per restorer of ``train.models``: fit, then save its checkpoint and training curve."""
+
+    def plan(self, ctx: StageContext) -> list[Unit]:
+        return [Unit(f"fit-restorer-{spec.name}", spec.name) for spec in ctx.params.train.models]
+
+    def prepare(self, ctx: StageContext) -> tuple[torch.Tensor, torch.Tensor]:
+        return load_pairs(ctx.layout.train_store)[:2]
+
+    def run_unit(self, ctx: StageContext, unit: Unit, resources: Any) -> dict[str, Any]:
+        inputs, targets = resources if resources is not None else self.prepare(ctx)
+        progress = None if ctx.progress is None else (lambda row: ctx.report({"model": unit.payload, **row}))
+        model, history = fit_restorer(ctx.params, unit.payload, inputs, targets, ctx.device, progress)
+        return save_restorer(ctx.params, ctx.layout, unit.payload, model, history, ctx.device)
+
+    def assemble(self, ctx, units, results, resources) -> dict[str, Any]:
+        return {u.payload: r for u, r in zip(units, results)}
 
 
-def save_purifier_outputs(params: Params, layout: Layout, purifier: DiffusionPurifier, history: list[dict],
-                          device: torch.device) -> dict[str, Any]:
-    """Write the purifier checkpoint (provenance in config.json) and its training curve."""
-    prov = make_provenance("train_purifier", to_dict(params.purifier), inputs={"train": layout.train_store},
-                           seeds={"seed": params.seed, "batches": "train_purifier/batches"}, device=str(device))
-    save_purifier(purifier, layout.purifier, extra={"provenance": prov})
-    write_rows_csv(history, layout.log("train_purifier"))
-    return {"final_loss": history[-1]["loss"], "parameters": sum(p.numel() for p in purifier.parameters())}
+STAGE = TrainStage(
+    name="train",
+    desc="Train every restorer of train.models on the simulated training pairs",
+    params=("seed", "train"),
+    deps=("data/simulated/train.zarr",),
+    outs=("data/restorers",),
+    plots=({"data/logs/train": {"x": "step", "y": "loss", "cache": False}},),
+    sections=("train",),
+)
+
+
+def run_restorer(params: Params, layout: Layout, device: torch.device, progress: Progress = None) -> dict[str, Any]:
+    """Stage ``train`` on the local runner: train and save every configured restorer and its training curve."""
+    return run_stage(STAGE, params, layout, device, progress)

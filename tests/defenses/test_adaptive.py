@@ -1,4 +1,4 @@
-"""AdaptivePGD: PGD + EOT through the purifier (Athalye et al. 2018; Madry et al. 2018; DESIGN.md §5)."""
+"""AdaptivePGD: PGD + EOT through the purifier (Athalye et al. 2018; Madry et al. 2018), explicit noise draws."""
 
 import copy
 
@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from udcshield.attacks import PGD, distortion
-from udcshield.defenses import AdaptivePGD, DefendedRestorer
+from udcshield.defenses import AdaptivePGD, DefendedRestorer, NoiseDraw, default_generator_factory
 
 from tests import tiny
-from tests.tiny import TinyRestorer, images
+from tests.tiny import FreshDraws, TinyRestorer, images
 
 
 def defended(**kwargs) -> DefendedRestorer:
@@ -23,8 +23,7 @@ def test_one_eot_sample_equals_plain_pgd_on_the_defended_model(gradient):
     x, y, seeds = images(), images(seed=1), [7, 8]
     model = defended(gradient=gradient)
     adaptive = AdaptivePGD(model, eps=8 / 256, steps=3, eot_samples=1)(x, y, seeds=seeds)
-    model.set_seeds(AdaptivePGD.noise_seeds(seeds))
-    plain = PGD(model, eps=8 / 256, steps=3)(x, y, seeds=seeds)
+    plain = PGD(FreshDraws(model, AdaptivePGD.noise_seeds(seeds)), eps=8 / 256, steps=3)(x, y, seeds=seeds)
     torch.testing.assert_close(adaptive, plain, rtol=0, atol=0)
 
 
@@ -43,27 +42,27 @@ def test_attack_increases_expected_defended_distortion():
     adv = AdaptivePGD(model, eps=16 / 256, steps=4, eot_samples=2)(x, y, seeds=[1, 2])
 
     def expected_distortion(inp):
-        model.set_seeds([100, 101])
         with torch.no_grad():
-            return torch.stack([distortion(model(inp), y) for _ in range(4)]).mean(0)
+            return torch.stack([distortion(model(inp, NoiseDraw([100, 101], k)), y) for k in range(4)]).mean(0)
 
     assert (expected_distortion(adv) > expected_distortion(x)).all()
 
 
-def test_reproducible_cost_and_state_restored():
+def test_reproducible_cost_and_model_untouched():
     x, y = images(), images(seed=1)
     model = defended(gradient="bpda", num_steps=2)
     model.train()
-    model.set_seeds([40, 41], draw=5)
     before = copy.deepcopy(model.state_dict())
+    attributes = {k: (dict(v) if isinstance(v, dict) else v) for k, v in vars(model).items()}
     modes = [m.training for m in model.modules()]
     atk = AdaptivePGD(model, eps=4 / 256, steps=3, eot_samples=2)
     a = atk(x, y, seeds=[1, 2])
+    model(x)  # using the model in between changes nothing: it has no noise state
     b = atk(x, y, seeds=[1, 2])
     c = atk(x, y, seeds=[1, 3])
     torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert (a[1] - c[1]).abs().max() > 0
-    assert model.noise_state() == {"seeds": [40, 41], "draws": 5}
+    assert vars(model) == attributes
     assert [m.training for m in model.modules()] == modes
     assert all(p.grad is None for p in model.parameters())
     for key, value in model.state_dict().items():
@@ -71,6 +70,22 @@ def test_reproducible_cost_and_state_restored():
     cost = atk.last_cost
     assert cost["iterations"] == 3 and cost["forward_backward"] == 6 and cost["eot_samples"] == 2
     assert cost["purifier_evals"] == 6 * model.evaluations_per_forward == 12
+
+
+def test_kth_forward_pass_gets_draw_k():
+    x, y, seeds = images(), images(seed=1), [7, 8]
+    seen = []
+
+    def factory(noise_seeds, draw):
+        seen.append((tuple(noise_seeds), draw))
+        return default_generator_factory(noise_seeds, draw)
+
+    model = defended(gradient="bpda", num_steps=2, generator_factory=factory)
+    atk = AdaptivePGD(model, eps=4 / 256, steps=3, eot_samples=2)
+    atk(x, y, seeds=seeds)
+    assert seen == [(tuple(AdaptivePGD.noise_seeds(seeds)), k) for k in range(6)]
+    with pytest.raises(RuntimeError, match="inside a call"):
+        atk.get_logits(x)
 
 
 def test_clean_output_reference_and_restarts_score_with_eot():

@@ -110,7 +110,7 @@ def test_bad_arguments(kwargs, culprit):
 
 
 def test_bad_images():
-    with pytest.raises(ValueError, match="purify_ddim input"):
+    with pytest.raises(ValueError, match="reverse_chain input"):
         purify_ddim(tiny(), torch.rand(2, 1, 8, 8), t_star=3, generator=gen())
     with pytest.raises(ValueError, match="purifier"):
         purify_ddim(object(), images(), t_star=3, generator=gen())

@@ -4,6 +4,8 @@ import copy
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from udcshield.defenses import DiffusionPurifier, strided_timesteps
 
@@ -81,6 +83,46 @@ def test_strided_timesteps():
             assert len(steps) == k and len(set(steps)) == k and steps[0] == t_star
     with pytest.raises(ValueError, match="num_steps"):
         strided_timesteps(5, 6)
+
+
+@st.composite
+def depth_and_steps(draw):
+    t_star = draw(st.integers(min_value=1, max_value=1000))
+    return t_star, draw(st.one_of(st.none(), st.integers(min_value=1, max_value=t_star)))
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(depth_and_steps())
+def test_strided_timesteps_properties(args):
+    """Ho et al. convention: start at t_star, strictly decreasing, within [1, t_star], one per evaluation,
+    ending at 1 whenever there are two or more (the last step then goes 1 -> 0)."""
+    t_star, num_steps = args
+    steps = strided_timesteps(t_star, num_steps)
+    assert len(steps) == (t_star if num_steps is None else num_steps)
+    assert steps[0] == t_star
+    assert all(a > b for a, b in zip(steps, steps[1:]))
+    assert all(1 <= t <= t_star for t in steps)
+    if len(steps) > 1:
+        assert steps[-1] == 1
+    if num_steps is None:
+        assert steps == list(range(t_star, 0, -1))
+
+
+@settings(database=None)
+@given(st.integers(min_value=0, max_value=50), st.one_of(st.integers(max_value=-1), st.integers(min_value=51)))
+def test_strided_timesteps_rejects_step_counts_outside_range(t_star, num_steps):
+    with pytest.raises(ValueError, match="num_steps"):
+        strided_timesteps(t_star, num_steps)
+
+
+def test_strided_timesteps_edge_cases():
+    assert strided_timesteps(0) == [] and strided_timesteps(0, 0) == []
+    for bad in (-1, 2.0, True, "5"):
+        with pytest.raises(ValueError, match="t_star"):
+            strided_timesteps(bad)
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match="num_steps"):
+            strided_timesteps(5, bad)
 
 
 def test_matches_diffusers_scheduler_with_custom_timesteps():

@@ -1,0 +1,122 @@
+"""Attack budgets: integers in units of 1/256 of the [0, 1] image domain, and the radius each attack gets.
+
+The study measures perturbation budgets in steps of one 8-bit grey level, 1, 2, 4, 8 / 256 of the
+tone-mapped [0, 1] domain (Song et al., arXiv 2402.13629). A budget ``b`` is turned into an attack's
+radius by the *threat model* the attack declares as class attributes (module attributes for the
+function-style universal perturbation, :mod:`udcshield.attacks.universal`):
+
+``threat_norm``
+    the norm the budget is measured in: ``"linf"`` (radius b / 256; FGSM, Goodfellow et al. 2015; PGD,
+    Madry et al. 2018; ...) or ``"l2"`` (the same root-mean-square level, b / 256 * sqrt(C H W), for
+    PGD-L2 in the L2 threat model of Madry et al. 2018).
+``budget_mode``
+    how the budget reaches the attack: ``"radius"`` (the radius is the constructor's ``eps``) or
+    ``"projected"`` (a minimum-norm attack such as C&W-L2, Carlini & Wagner 2017, has no radius argument;
+    its result is projected onto the ``threat_norm`` ball of the budget afterwards).
+
+:data:`BUDGET_UNIT` is the one place the number 256 lives.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+BUDGET_UNIT = 256
+"""Budgets count steps of 1/BUDGET_UNIT of the [0, 1] image domain (one 8-bit grey level)."""
+
+LINF = "linf"
+L2 = "l2"
+THREAT_NORMS: tuple[str, ...] = (LINF, L2)
+
+RADIUS = "radius"
+PROJECTED = "projected"
+BUDGET_MODES: tuple[str, ...] = (RADIUS, PROJECTED)
+
+UNIVERSAL = "universal"
+"""Name of the universal perturbation (a function, :func:`udcshield.attacks.universal_perturbation`)."""
+
+
+def check_budget(budget: object) -> int:
+    """Return ``budget`` as an int if it is an integer in [1, BUDGET_UNIT], else raise ValueError."""
+    if isinstance(budget, bool) or not isinstance(budget, numbers.Integral) or not 1 <= budget <= BUDGET_UNIT:
+        raise ValueError(f"budget must be an int in [1, {BUDGET_UNIT}] (units of 1/{BUDGET_UNIT} of the [0, 1] "
+                         f"image domain), got {budget!r}")
+    return int(budget)
+
+
+def budget_to_linf(budget: int) -> float:
+    """L-infinity radius of ``budget`` in the [0, 1] domain: budget / 256 (exact: 256 is a power of two)."""
+    return check_budget(budget) / BUDGET_UNIT
+
+
+def check_threat_model(owner: str, norm: object, mode: object) -> tuple[str, str]:
+    """Return (norm, mode) if both are known values, else raise ValueError naming ``owner``."""
+    if norm not in THREAT_NORMS:
+        raise ValueError(f"{owner}: threat_norm must be one of {list(THREAT_NORMS)}, got {norm!r}")
+    if mode not in BUDGET_MODES:
+        raise ValueError(f"{owner}: budget_mode must be one of {list(BUDGET_MODES)}, got {mode!r}")
+    return str(norm), str(mode)
+
+
+def _declaration(name: str) -> tuple[str, Any, Any]:
+    """(owner, threat_norm, budget_mode) as declared by attack ``name`` (registered class or universal)."""
+    if isinstance(name, str) and name.lower() == UNIVERSAL:
+        from udcshield.attacks import universal
+
+        return "udcshield.attacks.universal", universal.THREAT_NORM, universal.BUDGET_MODE
+    from udcshield.attacks.registry import attack_class, list_attacks
+
+    try:
+        cls = attack_class(name)
+    except ValueError:
+        raise ValueError(f"unknown attack {name!r}; valid: {[*list_attacks(), UNIVERSAL]}") from None
+    owner = cls.__name__
+    return owner, getattr(cls, "threat_norm", None), getattr(cls, "budget_mode", None)
+
+
+def threat_model(name: str) -> tuple[str, str]:
+    """(threat_norm, budget_mode) declared by attack ``name``, e.g. ("linf", "radius") for "pgd"."""
+    return check_threat_model(*_declaration(name))
+
+
+def threat_norm(name: str) -> str:
+    """The norm budgets of attack ``name`` are measured in (and its stored perturbations are bounded in)."""
+    return threat_model(name)[0]
+
+
+def budget_mode(name: str) -> str:
+    """How attack ``name`` applies a budget: "radius" (constructor ``eps``) or "projected" (afterwards)."""
+    return threat_model(name)[1]
+
+
+def _check_shape(image_shape: object) -> tuple[int, ...]:
+    if not isinstance(image_shape, (tuple, list)) or not image_shape or any(
+            isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 1 for d in image_shape):
+        raise ValueError(f"image_shape must be a non-empty tuple of positive ints (C, H, W), got {image_shape!r}")
+    return tuple(int(d) for d in image_shape)
+
+
+def budget_radius(name: str, budget: int, image_shape: tuple[int, ...]) -> float:
+    """Radius of ``budget`` in attack ``name``'s threat norm, for images of ``image_shape`` (C, H, W).
+
+    L-infinity: budget / 256. L2: the same root-mean-square level over the C*H*W values,
+    budget / 256 * sqrt(C H W) (a uniform change of budget / 256 on every value has exactly that norm).
+    """
+    norm = threat_norm(name)
+    shape = _check_shape(image_shape)
+    eps = budget_to_linf(budget)
+    if norm == L2:
+        return eps * math.sqrt(math.prod(shape))
+    return eps
+
+
+def attack_constructor_eps(name: str, budget: int, image_shape: tuple[int, ...]) -> float | None:
+    """The ``eps`` to construct attack ``name`` with at ``budget``; None for a "projected" attack (C&W),
+    whose result is projected onto the ball of radius :func:`budget_radius` instead."""
+    if budget_mode(name) == PROJECTED:
+        check_budget(budget)
+        _check_shape(image_shape)
+        return None
+    return budget_radius(name, budget, image_shape)

@@ -1,0 +1,226 @@
+"""The ``attack``, ``purify``, ``adaptive`` and ``sweep`` sections: threat models and the purifying defense.
+
+Budgets are integers in units of 1/256 of the tone-mapped [0, 1] image domain, in [1, 256], as in
+Song et al. (arXiv 2402.13629). Attack names are plain strings here; :func:`udcshield.preflight.preflight`
+checks them, and their kwargs, against the attack registry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from udcshield.config.base import ConfigError, check_budgets, non_negative, option, positive
+
+__all__ = ["AttackSpec", "AttackConfig", "PurifyConfig", "AdaptiveSpec", "AdaptiveConfig", "SweepSampler",
+           "SweepConfig"]
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    """One attack at several budgets (integers, units of 1/256 of the [0, 1] domain).
+
+    The budget is the L-inf radius eps = budget / 256 for every attack except ``pgd_l2``, whose L2 radius
+    is the same RMS level, eps_2 = budget / 256 * sqrt(3 H W), and ``cw`` (minimum-norm), whose result is
+    projected onto the L-inf ball afterwards. ``kwargs`` go to the attack's constructor (e.g. ``steps``,
+    ``random_start``, ``max_queries``); for ``universal`` to
+    :func:`udcshield.attacks.universal.universal_perturbation` (``steps``, ``lr``, ``batch_size``).
+    """
+
+    name: str = option(doc="A registered attack (`fgsm`, `pgd`, `bim`, `mifgsm`, `pgd_l2`, `cw`, `lpips_pgd`, "
+                           "`simba`, `square`, ...) or `universal`.")
+    budgets: tuple[int, ...] = option(
+        (1, 2, 4, 8), "Distinct budgets, integers in [1, 256] (units of 1/256; 256 = the whole [0, 1] range).")
+    kwargs: dict[str, Any] = option(
+        factory=dict, doc="Constructor arguments of the attack (e.g. `steps`, `random_start`, `max_queries`); "
+                          "never `eps`, which comes from `budgets`.")
+
+    def validate(self, where: str) -> None:
+        if not self.name:
+            raise ConfigError(f"{where}.name must be a non-empty attack name")
+        check_budgets(self.budgets, f"{where}.budgets")
+
+
+@dataclass(frozen=True)
+class AttackConfig:
+    """White-box and black-box attacks crafted on each bare restorer, at every budget."""
+
+    models: tuple[Literal["base", "finetuned"], ...] = option(
+        ("base", "finetuned"), "Restorer variants every attack is crafted on.")
+    attacks: tuple[AttackSpec, ...] = option(
+        (AttackSpec(name="pgd", kwargs={"steps": 20, "random_start": True}), AttackSpec(name="fgsm")),
+        "Attacks, each at its budgets (the default: PGD-Linf, 20 iterations, random start, and FGSM).")
+    objective: Literal["mse", "l1"] = option("mse", "Distortion of the restored output that the attacks raise.")
+    reference: Literal["target", "clean_output"] = option(
+        "target", "What the distortion is measured against: the ground truth (strongest for PSNR) or the "
+                  "restorer's output on the clean input.")
+    batch_size: int = option(16, "Images per attack batch.")
+    shard_size: int = option(16, "Images per shard: the unit of scheduling (runner) and of resume.")
+
+    def validate(self, where: str) -> None:
+        positive(self, where, "batch_size", "shard_size")
+        if not self.models:
+            raise ConfigError(f"{where}.models must list at least one of base, finetuned")
+        names = [a.name for a in self.attacks]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"{where}.attacks lists an attack twice: {names}")
+        for i, spec in enumerate(self.attacks):
+            spec.validate(f"{where}.attacks[{i}]")
+
+
+@dataclass(frozen=True)
+class PurifyConfig:
+    """Purification of every evaluated input set: diffuse to t_star, reverse to 0 (Nie et al. 2022).
+
+    ``sampler``: DDPM ancestral steps (Ho et al. 2020) or DDIM (Song, Meng & Ermon 2021; ``eta`` 0 =
+    deterministic reverse chain); ``guidance_scale`` > 0 guides each step toward the input (GDMP,
+    Wang et al. 2022).
+    """
+
+    t_star: int = option(50, "Diffusion depth of test-time purification, in [1, `purifier.num_train_timesteps`].")
+    num_steps: int | None = option(
+        10, "Network evaluations of the strided reverse chain, in [1, `t_star`]; null = every step.")
+    sampler: Literal["ddpm", "ddim"] = option("ddpm", "`ddpm` ancestral steps, or few-step `ddim`.")
+    eta: float = option(0.0, "DDIM stochasticity in [0, 1] (0 = deterministic reverse chain).")
+    guidance_scale: float = option(0.0, "> 0: GDMP guidance of each reverse step toward the input.")
+    batch_size: int = option(32, "Images per purification batch.")
+    shard_size: int = option(32, "Images per shard: the unit of scheduling (runner) and of resume.")
+
+    def validate(self, where: str) -> None:
+        positive(self, where, "t_star", "batch_size", "shard_size")
+        non_negative(self, where, "guidance_scale")
+        if not 0.0 <= self.eta <= 1.0:
+            raise ConfigError(f"{where}.eta must be in [0, 1], got {self.eta}")
+        if self.num_steps is not None and not 0 < self.num_steps <= self.t_star:
+            raise ConfigError(f"{where}.num_steps must be in [1, t_star] or null, got {self.num_steps}")
+
+
+@dataclass(frozen=True)
+class AdaptiveSpec:
+    """One adaptive attack through the purifier: PGD with ``gradient`` "bpda" or "full", EOT over draws."""
+
+    name: str = option(doc="Label of the attack in stores and reports (no `/` or `@`).")
+    gradient: Literal["bpda", "full"] = option(
+        "bpda", "`bpda`: identity gradient through the purifier (Athalye et al. 2018); `full`: exact "
+                "gradient through the reverse chain.")
+    eot_samples: int = option(4, "Purifier draws averaged per gradient (expectation over transformation).")
+    steps: int = option(10, "PGD iterations.")
+    checkpoint: bool = option(True, "Gradient checkpointing of the reverse chain (`full`: less memory).")
+
+    def validate(self, where: str) -> None:
+        positive(self, where, "eot_samples", "steps")
+        if not self.name or "/" in self.name or "@" in self.name:
+            raise ConfigError(f"{where}.name must be a non-empty label without '/' or '@', got {self.name!r}")
+
+
+@dataclass(frozen=True)
+class AdaptiveConfig:
+    """Adaptive attacks on the defended system (purify -> restore), evaluated over stochastic draws.
+
+    Each attack is crafted through the purifier (BPDA: Athalye et al. 2018; EOT over the purifier's noise;
+    or full gradients through the reverse chain with checkpointing) on the first ``max_images`` test
+    images, for each restorer variant; then the defended system is run ``draws`` times with fresh seeds,
+    on these adversarial inputs and, for comparison, on the non-adaptive PGD set at the same budget.
+    The purifier runs at ``purify.t_star`` with ``purify``'s sampler.
+    """
+
+    enabled: bool = option(True, "Run the adaptive attacks (the defense's honest number).")
+    attacks: tuple[AdaptiveSpec, ...] = option(
+        (AdaptiveSpec(name="bpda_eot"), AdaptiveSpec(name="full", gradient="full", eot_samples=1, steps=5)),
+        "Adaptive attacks through the purifier.")
+    budgets: tuple[int, ...] = option((8,), "L-inf budgets, integers in [1, 256] (units of 1/256).")
+    max_images: int = option(8, "First N test images (the chain is costly on CPU).")
+    draws: int = option(4, "Runs of the stochastic defense: mean, worst of N draws, PSNR of the averaged output.")
+    batch_size: int = option(8, "Images per batch.")
+
+    def validate(self, where: str) -> None:
+        positive(self, where, "max_images", "draws", "batch_size")
+        check_budgets(self.budgets, f"{where}.budgets", distinct=False)
+        names = [a.name for a in self.attacks]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"{where}.attacks lists a name twice: {names}")
+        for i, spec in enumerate(self.attacks):
+            spec.validate(f"{where}.attacks[{i}]")
+
+
+@dataclass(frozen=True)
+class SweepSampler:
+    """One reverse-chain setting of the sweep: ``sampler`` with ``num_steps`` network evaluations (null:
+    every step from t* to 1) and DDIM's ``eta``."""
+
+    sampler: Literal["ddpm", "ddim"] = option("ddpm", "Reverse-chain sampler.")
+    num_steps: int | None = option(
+        None, "Network evaluations (at most the smallest of `sweep.t_stars`); null = every step from t* to 1.")
+    eta: float = option(0.0, "DDIM stochasticity in [0, 1].")
+
+    @property
+    def label(self) -> str:
+        """Short name, e.g. ``ddpm-all``, ``ddpm-10``, ``ddim-5`` (``-eta0.5`` appended for DDIM with eta > 0)."""
+        steps = "all" if self.num_steps is None else str(self.num_steps)
+        eta = f"-eta{self.eta:g}" if self.sampler == "ddim" and self.eta > 0 else ""
+        return f"{self.sampler}-{steps}{eta}"
+
+    def validate(self, where: str) -> None:
+        if self.num_steps is not None and self.num_steps <= 0:
+            raise ConfigError(f"{where}.num_steps must be positive or null, got {self.num_steps}")
+        if not 0.0 <= self.eta <= 1.0:
+            raise ConfigError(f"{where}.eta must be in [0, 1], got {self.eta}")
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """t* x sampler sweep of the purifier on the first ``max_images`` test images (DDPM vs few-step DDIM).
+
+    For every t* and sampler setting: network evaluations per image, wall time, images/s, and the base
+    restorer's PSNR on purified clean inputs and on purified adversarial inputs (the attack stage's
+    ``attack`` set at its largest budget), averaged over ``draws`` purifier draws. The setting
+    ``ddpm`` with ``num_steps: null`` (the full chain) is the reference each few-step setting is compared
+    with; ``tolerance_db`` is the allowed loss of defended PSNR (the issue's target: 0.3 dB).
+    """
+
+    enabled: bool = option(True, "Run the purifier benchmark.")
+    t_stars: tuple[int, ...] = option(
+        (20, 50, 100), "Distinct diffusion depths, each in [1, `purifier.num_train_timesteps`].")
+    samplers: tuple[SweepSampler, ...] = option(
+        (SweepSampler("ddpm", None), SweepSampler("ddpm", 10), SweepSampler("ddim", 2), SweepSampler("ddim", 5),
+         SweepSampler("ddim", 10)),
+        "Reverse-chain settings; must include the full DDPM chain `{sampler: ddpm, num_steps: null}`, the "
+        "reference.")
+    max_images: int = option(4, "First N test images.")
+    draws: int = option(2, "Purifier draws per setting; PSNR averaged over them.")
+    attack: str = option(
+        "pgd", "Adversarial inputs: this attack's stored set (one of `attack.attacks`) at its largest budget, "
+               "base restorer.")
+    batch_size: int = option(32, "Images per batch.")
+    tolerance_db: float = option(
+        0.3, "A few-step setting matches the full chain when its defended PSNR is within this many dB.")
+
+    def validate(self, where: str) -> None:
+        positive(self, where, "max_images", "draws", "batch_size")
+        non_negative(self, where, "tolerance_db")
+        if not self.t_stars or any(t <= 0 for t in self.t_stars) or len(set(self.t_stars)) != len(self.t_stars):
+            raise ConfigError(f"{where}.t_stars must be distinct positive diffusion steps, got {list(self.t_stars)}")
+        if not self.samplers:
+            raise ConfigError(f"{where}.samplers must list at least one setting")
+        for i, spec in enumerate(self.samplers):
+            spec.validate(f"{where}.samplers[{i}]")
+            if spec.num_steps is not None and spec.num_steps > min(self.t_stars):
+                raise ConfigError(f"{where}.samplers[{i}].num_steps ({spec.num_steps}) exceeds the smallest t* "
+                                  f"({min(self.t_stars)})")
+        labels = [s.label for s in self.samplers]
+        if len(set(labels)) != len(labels):
+            raise ConfigError(f"{where}.samplers lists a setting twice: {labels}")
+        if "ddpm-all" not in labels:
+            raise ConfigError(f"{where}.samplers must include the full DDPM chain {{sampler: ddpm, num_steps: null}}, "
+                              "the reference of the comparison")
+
+    def check_attack(self, attack: AttackConfig, where: str) -> None:
+        """ConfigError naming ``<where>.attack`` unless the attack stage crafts that attack on base restorers."""
+        if not self.enabled:
+            return
+        names = [a.name for a in attack.attacks]
+        if self.attack not in names:
+            raise ConfigError(f"{where}.attack {self.attack!r} is not crafted by the attack stage "
+                              f"(attack.attacks: {', '.join(names)})")
+        if "base" not in attack.models:
+            raise ConfigError(f"{where} needs 'base' in attack.models (it scores the base restorer)")

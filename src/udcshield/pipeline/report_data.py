@@ -1,0 +1,327 @@
+"""Everything the report shows, computed once from the stage outputs, as JSON-serialisable data.
+
+:func:`build_report_data` reads the evaluation records, the adaptive and sweep stages' output files, the
+attributes of the adversarial sets, the grid store (restorations made by the evaluate stage) and the test
+store, and returns one dict (written to ``data/report/report.json``). The markdown and HTML views
+(:mod:`udcshield.pipeline.report_markdown`, :mod:`udcshield.pipeline.report_html`) are functions of that
+dict alone; ordered content is held in lists, so a round trip through JSON (sorted keys) changes nothing.
+
+Sanity checks: the mean PSNR must not increase with the budget (within 0.05 dB); every stored
+perturbation must respect its budget; a weaker attack (one-step, black-box, universal or transferred)
+reaching a lower PSNR than white-box PGD at the same budget on the undefended restorer flags likely
+gradient masking.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import torch
+
+from udcshield.config import Params
+from udcshield.evaluation.metrics import psnr
+from udcshield.evaluation.records import read_records_csv
+from udcshield.evaluation.tables import SWEEP_TABLE_HEADER, read_sweep_rows, sweep_cells
+from udcshield.pipeline.grid import grid_attack, grid_conditions, read_grid
+from udcshield.pipeline.layout import Layout
+from udcshield.pipeline.names import CLEAN, DEFENSES, TRANSFER, array_name, conditions, model_label, restorers
+from udcshield.pipeline.report_provenance import (adaptive_metrics_path, provenance, sweep_csv_path,
+                                                  sweep_summary_path)
+from udcshield.pipeline.summary import means
+from udcshield.store.zarr_io import read_images, store_attrs
+
+SCHEMA = 1
+TITLE = "udcshield robustness report"
+PASS, FAIL = "pass", "FAIL"
+DEFENSE_LABELS = {("base", "none"): "undefended", ("base", "purified"): "purified",
+                  ("finetuned", "none"): "fine-tuned, no purification",
+                  ("finetuned", "purified"): "purified + fine-tuned"}
+
+
+def defense_label(source: str, defense: str) -> str:
+    """Reader-facing name of (restorer ``<model>/<variant>``, defense), e.g. ``purified + fine-tuned``."""
+    return DEFENSE_LABELS[(source.split("/")[1], defense)]
+
+
+def attacked_conditions(params: Params) -> list[tuple[str, int]]:
+    """(attack, budget) of every non-transfer attacked condition, in params order."""
+    return [(s.name, b) for s in params.attack.attacks for b in sorted(s.budgets)]
+
+
+def robustness(params: Params, summary: dict[str, Any]) -> dict[str, Any]:
+    """Per model and metric: one row per (restorer variant, defense) with the mean over the test images for
+    clean and each attack x budget (``summary``: :func:`udcshield.pipeline.summary.means`); ``worst``: the lowest attacked value of the row (None without any)."""
+    conds = [{"key": CLEAN, "label": CLEAN}] + [{"key": f"{a}_{b}", "label": f"{a} {b}/256"}
+                                                 for a, b in attacked_conditions(params)]
+    tables = []
+    for spec in params.train.models:
+        for metric in params.evaluate.metrics:
+            rows = []
+            for source in restorers(params):
+                if source.split("/")[0] != spec.name:
+                    continue
+                for defense in DEFENSES:
+                    cells = summary.get(model_label(source), {}).get(defense, {})
+                    vals = [cells.get(c["key"], {}).get(metric) for c in conds]
+                    attacked = [v for v in vals[1:] if v is not None]
+                    rows.append({"source": source, "model": model_label(source), "variant": source.split("/")[1],
+                                 "defense": defense, "defense_label": defense_label(source, defense),
+                                 "values": vals, "worst": min(attacked) if attacked else None})
+            tables.append({"model": spec.name, "metric": metric, "rows": rows,
+                           "unit": "PSNR (dB)" if metric == "psnr" else metric.upper()})
+    return {"conditions": conds, "metrics": list(params.evaluate.metrics), "tables": tables}
+
+
+def worst_attacked(summary: dict[str, Any], model: str, defense: str, metric: str = "psnr") -> tuple[float, str]:
+    """(lowest mean ``metric`` over attacked conditions, the condition) for one restorer and defense."""
+    cells = {k: v[metric] for k, v in summary[model][defense].items()
+             if k != CLEAN and TRANSFER not in k and metric in v}
+    cond = min(cells, key=lambda k: (cells[k], k))
+    return cells[cond], cond
+
+
+def adaptive_worst(adaptive_summary: dict[str, Any] | None, model: str) -> tuple[float, str] | None:
+    """(lowest worst-draw PSNR over the adaptive attacks, the condition) of a purified restorer, or None."""
+    if not adaptive_summary or model not in adaptive_summary:
+        return None
+    cells = {k: v["psnr_worst_draw"] for k, v in adaptive_summary[model].get("purified", {}).items()
+             if k != CLEAN and "psnr_worst_draw" in v}
+    if not cells:
+        return None
+    cond = min(cells, key=lambda k: (cells[k], k))
+    return cells[cond], cond
+
+
+def worst_cases(params: Params, summary: dict[str, Any], adaptive_summary: dict[str, Any] | None) -> dict[str, Any]:
+    """Per restorer variant: clean PSNR and the worst attacked PSNR per defense (and the adaptive worst
+    draw); ``bars``: the same numbers per model for the bar chart."""
+    rows = []
+    for source in restorers(params):
+        m = model_label(source)
+        worst = []
+        for defense in DEFENSES:
+            value, cond = worst_attacked(summary, m, defense)
+            worst.append({"defense": defense, "label": defense_label(source, defense), "psnr": value,
+                          "condition": cond})
+        adapt = adaptive_worst(adaptive_summary, m)
+        rows.append({"source": source, "model": m, "worst": worst,
+                     "clean": [summary[m][d][CLEAN]["psnr"] for d in DEFENSES],
+                     "adaptive": None if adapt is None else {"psnr": adapt[0], "condition": adapt[1]}})
+    models = [spec.name for spec in params.train.models]
+    by_source = {r["source"]: r for r in rows}
+    series = []
+    for label, variant, k, what in (("clean, undefended", "base", 0, "clean"),
+                                    ("worst attack, undefended", "base", 0, "worst"),
+                                    ("worst attack, purified", "base", 1, "worst"),
+                                    ("worst attack, purified + fine-tuned", "finetuned", 1, "worst")):
+        vals = [None if (r := by_source.get(f"{model}/{variant}")) is None
+                else (r["clean"][k] if what == "clean" else r["worst"][k]["psnr"]) for model in models]
+        if any(v is not None for v in vals):
+            series.append({"label": label, "values": vals})
+    if adaptive_summary is not None:
+        vals = []
+        for model in models:
+            found = [r["adaptive"]["psnr"] for v in params.attack.models
+                     if (r := by_source.get(f"{model}/{v}")) is not None and r["adaptive"] is not None]
+            vals.append(min(found) if found else None)
+        if any(v is not None for v in vals):
+            series.append({"label": "adaptive attack, purified (worst draw)", "values": vals})
+    return {"rows": rows, "bars": {"groups": models, "series": series}}
+
+
+def curves(params: Params, summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per attack: metric vs budget (0 = clean), one line per restorer variant x defense."""
+    out = []
+    for spec in params.attack.attacks:
+        budgets = [0, *sorted(spec.budgets)]
+        lines = []
+        for source in restorers(params):
+            for defense in DEFENSES:
+                cells = summary[model_label(source)][defense]
+                rows = [cells[CLEAN if b == 0 else f"{spec.name}_{b}"] for b in budgets]
+                label = defense_label(source, defense)
+                lines.append({"label": f"{source.split('/')[0]}: {label}", "group": source.split("/")[0],
+                              "kind": label, "values": {m: [r[m] for r in rows] for m in params.evaluate.metrics}})
+        out.append({"attack": spec.name, "budgets": budgets, "lines": lines})
+    return out
+
+
+def adaptive(params: Params, adaptive_summary: dict[str, Any] | None) -> dict[str, Any]:
+    """The defense grid {undefended, purified, purified + fine-tuned} x {clean, non-adaptive PGD, each adaptive
+    attack} per restorer variant and budget; cells are the adaptive stage's means (None when absent)."""
+    cfg = params.adaptive
+    out: dict[str, Any] = {"enabled": adaptive_summary is not None, "max_images": cfg.max_images,
+                           "draws": cfg.draws, "budgets": list(cfg.budgets),
+                           "attacks": [{"name": a.name, "gradient": a.gradient, "eot_samples": a.eot_samples,
+                                        "steps": a.steps} for a in cfg.attacks], "rows": []}
+    if adaptive_summary is None:
+        return out
+    for source in restorers(params):
+        m = model_label(source)
+        for budget in cfg.budgets:
+            for defense in DEFENSES:
+                got = adaptive_summary.get(m, {}).get(defense, {})
+                out["rows"].append({"source": source, "model": m, "budget": budget, "defense": defense,
+                                    "label": "undefended" if defense == "none" else defense_label(source, defense),
+                                    "clean": got.get(CLEAN), "pgd": got.get(f"pgd_{budget}"),
+                                    "adaptive": [got.get(f"{a.name}_{budget}") for a in cfg.attacks]})
+    return out
+
+
+def transfer(params: Params, summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per attack at its largest budget: surrogate (rows) x target (columns) PSNR, no defense; empty with
+    a single restorer variant."""
+    sources = list(restorers(params))
+    if len(sources) < 2:
+        return []
+    out = []
+    for spec in params.attack.attacks:
+        b = max(spec.budgets)
+        rows = []
+        for src in sources:
+            keys = [f"{spec.name}_{b}" if src == tgt else f"{spec.name}{TRANSFER}{src}_{b}" for tgt in sources]
+            rows.append({"surrogate": src, "psnr": [summary[model_label(t)]["none"][k]["psnr"]
+                                                    for t, k in zip(sources, keys)]})
+        out.append({"attack": spec.name, "budget": b, "sources": sources, "rows": rows})
+    return out
+
+
+def sanity_checks(params: Params, summary: dict[str, Any], attack_attrs: dict[str, dict]) -> list[dict[str, str]]:
+    """{check, status, detail} rows; status is ``pass`` or ``FAIL``."""
+    rows = []
+    for source in restorers(params):
+        model = model_label(source)
+        for spec in params.attack.attacks:
+            for defense in DEFENSES:
+                vals = [summary[model][defense][f"{spec.name}_{b}"]["psnr"] for b in sorted(spec.budgets)]
+                ok = all(b <= a + 0.05 for a, b in zip(vals, vals[1:]))
+                rows.append({"check": f"{model} {defense}: PSNR non-increasing in budget ({spec.name})",
+                             "status": PASS if ok else FAIL, "detail": " > ".join(f"{v:.2f}" for v in vals)})
+        rows.extend(masking_checks(params, summary, model))
+    for name, attrs in sorted(attack_attrs.items()):
+        ok = attrs["norm_max"] <= attrs["eps"] * (1 + 1e-6)
+        rows.append({"check": f"{name}: stored perturbation within budget", "status": PASS if ok else FAIL,
+                     "detail": f"max {attrs['norm']} norm {attrs['norm_max']:.6g} <= {attrs['eps']:.6g} "
+                               f"({attrs['budget']}/256)"})
+    return rows
+
+
+def masking_checks(params: Params, summary: dict[str, Any], model: str) -> list[dict[str, str]]:
+    """Gradient-masking flags: every weaker attack on the undefended restorer against PGD at its budget."""
+    pgd = next((s for s in params.attack.attacks if s.name == "pgd"), None)
+    if pgd is None:
+        return []
+    rows = []
+    undefended = summary[model]["none"]
+    for cond, values in sorted(undefended.items()):
+        name, _, budget = cond.rpartition("_")
+        if name in ("", "pgd") or cond == CLEAN or not budget.isdigit() or int(budget) not in pgd.budgets:
+            continue
+        strong = undefended[f"pgd_{budget}"]["psnr"]
+        rows.append({"check": f"{model}: PGD at least as strong as {name} at {budget}/256 (gradient masking flag)",
+                     "status": FAIL if strong - values["psnr"] > 0.05 else PASS,
+                     "detail": f"PGD {strong:.2f} vs {name} {values['psnr']:.2f} dB"})
+    return rows
+
+
+def attack_cost(attack_attrs: dict[str, dict]) -> list[dict[str, Any]]:
+    """Per adversarial set: iterations, gradient evaluations, queries, seconds and perturbation size."""
+    return [{"set": name, "iterations": a["cost"]["iterations"], "forward_backward": a["cost"]["forward_backward"],
+             "queries": a["cost"].get("queries", 0), "seconds": a["cost"]["seconds"], "linf_max": a["linf_max"],
+             "l2_mean": a["l2_mean"]} for name, a in sorted(attack_attrs.items())]
+
+
+def sweep(layout: Layout) -> dict[str, Any] | None:
+    """The purifier sweep table (cells of ``sweep.csv``) and the sweep stage's comparison statements (from its
+    ``summary.md``); None when the sweep has not run."""
+    path = sweep_csv_path(layout)
+    if not path.is_file():
+        return None
+    rows = read_sweep_rows(path)
+    summary = sweep_summary_path(layout)
+    statements = [line[2:] for line in summary.read_text().splitlines() if line.startswith("- ")] \
+        if rows and summary.is_file() else []
+    return {"enabled": bool(rows), "header": list(SWEEP_TABLE_HEADER), "rows": sweep_cells(rows),
+            "statements": statements}
+
+
+def grid(params: Params, layout: Layout, attack_attrs: dict[str, dict]) -> dict[str, Any]:
+    """The image grid: ids, attack and budget, and per restorer variant the perturbation scale and the PSNR
+    (dB, against the ground truth) of every tile, from the grid store and the test store's targets."""
+    spec = grid_attack(params)
+    budget = max(spec.budgets)
+    _, attacked = grid_conditions(params)
+    info = store_attrs(layout.grid_store)
+    ids = list(info["image_ids"])
+    targets = torch.from_numpy(read_images(layout.test_store, "targets", rows=slice(0, len(ids))))
+    panels = []
+    for source in restorers(params):
+        name = array_name(source, spec.name, budget)
+        attrs = attack_attrs[name]
+        eps = float(attrs["eps"]) if attrs.get("norm", "linf") == "linf" else max(float(attrs["linf_max"]), 1e-6)
+
+        def db(defense: str, cond: str, role: str) -> list[float]:
+            x = torch.from_numpy(read_grid(layout, source, defense, cond, role))
+            return [float(v) for v in psnr(x, targets).tolist()]
+
+        panels.append({"source": source, "set": name, "eps": eps,
+                       "defended_title": "purified + fine-tuned" if source.endswith("/finetuned")
+                       else "purified + restored",
+                       "psnr": {"input": db("none", CLEAN, "input"), "adversarial": db("none", attacked, "input"),
+                                "restored_clean": db("none", CLEAN, "restored"),
+                                "restored_attacked": db("none", attacked, "restored"),
+                                "purified_attacked": db("purified", attacked, "input"),
+                                "defended": db("purified", attacked, "restored")}})
+    return {"store": layout.grid_store.as_posix(), "attack": spec.name, "budget": budget, "condition": attacked,
+            "image_ids": ids, "panels": panels}
+
+
+def captions(params: Params, n_images: int) -> dict[str, str]:
+    """Sentences that depend on the params: setup line, optics, adaptive attack settings."""
+    o = params.simulate.optics
+    size = params.simulate.patch_size
+    return {
+        "setup": f"Restorers {', '.join(f'`{m.name}`' for m in params.train.models)} on {n_images} test images "
+                 f"({o.mask} display mask, {size}x{size}).",
+        "subtitle": f"Restorers {', '.join(m.name for m in params.train.models)} on {n_images} test images, "
+                    f"{o.mask} display mask, {size}x{size} patches. Budgets in units of 1/256.",
+        "attacks": "Attacks: " + "; ".join(f"{s.name} at {', '.join(map(str, sorted(s.budgets)))}"
+                                           for s in params.attack.attacks),
+        "optics": f"{o.mask} mask, pitch {o.pitch_um:g} um, open ratio {o.open_ratio:g}; f = {o.focal_length_mm:g} mm, "
+                  f"f/{o.f_number:g}; sensor pitch {o.sensor_pitch_um:g} um; wavelengths {list(o.wavelengths_nm)} nm. "
+                  "PSF shown over 5 decades (R, G, B); diffraction orders sit at lambda*f/pitch, so red spreads furthest.",
+        "adaptive_attacks": "; ".join(f"{a.name}: {a.gradient} gradients, EOT {a.eot_samples}, {a.steps} steps"
+                                      for a in params.adaptive.attacks),
+    }
+
+
+def build_report_data(params: Params, layout: Layout) -> dict[str, Any]:
+    """Everything the report shows (see the module docstring); JSON-serialisable."""
+    all_records = read_records_csv(layout.records)
+    summary = means(all_records)
+    records = [r for r in all_records if TRANSFER not in r["attack"]]
+    n_images = len({r["image_id"] for r in records})
+    attack_attrs = {array_name(src, s.name, b): store_attrs(layout.adversarial, array_name(src, s.name, b))
+                    for src, s, b in conditions(params)}
+    path = adaptive_metrics_path(layout)
+    adaptive_summary = json.loads(path.read_text()) if params.adaptive.enabled and path.is_file() else None
+    report_dir = layout.report.parent
+    return {
+        "schema": SCHEMA, "title": TITLE, "captions": captions(params, n_images),
+        "setup": {"models": [m.name for m in params.train.models], "sources": list(restorers(params)),
+                  "n_images": n_images, "metrics": list(params.evaluate.metrics),
+                  "attacks": [{"name": s.name, "budgets": sorted(s.budgets)} for s in params.attack.attacks]},
+        "robustness": robustness(params, summary),
+        "worst_cases": worst_cases(params, summary, adaptive_summary),
+        "curves": curves(params, summary),
+        "grid": grid(params, layout, attack_attrs),
+        "adaptive": adaptive(params, adaptive_summary),
+        "transfer": transfer(params, summary),
+        "sweep": sweep(layout),
+        "attack_cost": attack_cost(attack_attrs),
+        "sanity_checks": sanity_checks(params, summary, attack_attrs),
+        "figures": {"mask": (report_dir / "mask.png").as_posix(), "psf": (report_dir / "psf.png").as_posix(),
+                    "html": (report_dir / "report.html").as_posix()},
+        "provenance": provenance(params, layout),
+    }

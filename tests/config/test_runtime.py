@@ -1,0 +1,27 @@
+"""The ``evaluate``, ``report``, ``runner`` and ``accel`` sections."""
+
+import pytest
+
+from udcshield.config import ConfigError, params_from_dict
+
+
+@pytest.mark.parametrize("raw, culprit", [
+    ({"evaluate": {"metrics": ["ssim"]}}, "evaluate.metrics must include psnr"),
+    ({"evaluate": {"metrics": ["lpips"]}}, "evaluate.metrics[0]"),
+    ({"report": {"grid_images": 0}}, "report.grid_images"),
+    ({"report": {"grid_attack": "square"}}, "report.grid_attack 'square' is not one of attack.attacks (pgd, fgsm)"),
+    ({"runner": {"address": "tcp://h:1"}}, "runner.address is set"),
+    ({"runner": {"shard_cache": "  "}}, "runner.shard_cache"),
+    ({"runner": {"n_workers": 0}}, "runner.n_workers"),
+    ({"accel": {"amp": "fp16"}}, "accel.amp"),
+    ({"accel": {"amp_tolerance_db": 0.0}}, "accel.amp_tolerance_db"),
+])
+def test_bad_runtime_params_name_the_culprit(raw, culprit):
+    with pytest.raises(ConfigError) as info:
+        params_from_dict(raw)
+    assert culprit in str(info.value)
+
+
+def test_grid_attack_and_dask_runner_are_accepted():
+    p = params_from_dict({"report": {"grid_attack": "fgsm"}, "runner": {"kind": "dask", "address": "tcp://h:1"}})
+    assert p.report.grid_attack == "fgsm" and p.runner.address == "tcp://h:1"

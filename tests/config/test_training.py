@@ -1,0 +1,67 @@
+"""The ``train``, ``purifier`` and ``finetune`` sections (the pure checks; registry checks: tests/test_preflight.py)."""
+
+import pytest
+
+from udcshield.config import ConfigError, ModelSpec, params_from_dict
+
+
+@pytest.mark.parametrize("raw, culprit", [
+    ({"train": {"iterations": 1.5}}, "train.iterations"),
+    ({"train": {"lr": "fast"}}, "train.lr"),
+    ({"train": {"lr": float("nan")}}, "train.lr"),
+    ({"train": {"flips": "yes"}}, "train.flips"),
+    ({"train": {"lr": 1e-4, "lr_min": 1e-3}}, "train.lr_min"),
+    ({"train": {"perceptual_weight": 0.1}}, "train.vgg_weights_path"),
+    ({"train": {"models": []}}, "train.models must list at least one restorer"),
+    ({"train": {"models": [{"name": "resunet"}, {"name": "resunet"}]}}, "train.models lists a restorer twice"),
+    ({"train": {"models": [{"kwargs": {}}]}}, "train.models[0].name is required"),
+    ({"train": {"models": [{"name": ""}]}}, "train.models[0].name"),
+    ({"purifier": {"block_out_channels": []}}, "purifier.block_out_channels"),
+    ({"purifier": {"num_train_timesteps": 0}}, "purifier.num_train_timesteps"),
+    ({"finetune": {"gan_weight": -0.1}}, "finetune.gan_weight"),
+    ({"finetune": {"gan_lr": 0}}, "finetune.gan_lr"),
+    ({"finetune": {"t_stars": []}}, "finetune.t_stars"),
+    ({"finetune": {"adversarial_weight": 1.5}}, "finetune.adversarial_weight"),
+    ({"finetune": {"mode": "mixed", "batch_size": 1}}, "finetune.batch_size"),
+    ({"finetune": {"trainable": "some"}}, "finetune.trainable must be 'all'"),
+    ({"finetune": {"trainable": []}}, "finetune.trainable"),
+    ({"finetune": {"trainable": ["head."]}}, "finetune.trainable"),
+    ({"finetune": {"trainable": ["head", "head"]}}, "finetune.trainable lists a prefix twice"),
+])
+def test_bad_training_params_name_the_culprit(raw, culprit):
+    with pytest.raises(ConfigError) as info:
+        params_from_dict(raw)
+    assert culprit in str(info.value)
+
+
+def test_restorer_names_are_plain_strings_in_the_schema():
+    """The registry is the only list of restorer names; the schema accepts any name (preflight checks it)."""
+    p = params_from_dict({"train": {"models": [{"name": "not_registered_yet", "kwargs": {"width": 4}}]}})
+    assert p.train.models == (ModelSpec("not_registered_yet", {"width": 4}),)
+    assert p.train.spec("not_registered_yet").kwargs == {"width": 4}
+
+
+@pytest.mark.parametrize("num_steps, ok", [(None, True), (1, True), (30, True), (31, False)])
+def test_finetune_num_steps_at_most_the_smallest_t_star(num_steps, ok):
+    raw = {"finetune": {"t_stars": [50, 30, 70], "num_steps": num_steps}}
+    if ok:
+        assert params_from_dict(raw).finetune.num_steps == num_steps
+        return
+    with pytest.raises(ConfigError, match=r"finetune.num_steps \(31\) exceeds the smallest of finetune.t_stars \(30\)"):
+        params_from_dict(raw)
+
+
+@pytest.mark.parametrize("budget, ok", [(1, True), (256, True), (0, False), (257, False), (-8, False)])
+def test_finetune_attack_budget_in_1_to_256(budget, ok):
+    raw = {"finetune": {"attack_budget": budget}}
+    if ok:
+        assert params_from_dict(raw).finetune.attack_budget == budget
+        return
+    with pytest.raises(ConfigError, match=r"finetune.attack_budget must be an integer number of 1/256 steps "
+                                          r"in \[1, 256\]"):
+        params_from_dict(raw)
+
+
+def test_finetune_attack_budget_must_be_an_integer():
+    with pytest.raises(ConfigError, match="finetune.attack_budget must be an integer"):
+        params_from_dict({"finetune": {"attack_budget": 4.5}})

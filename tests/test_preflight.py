@@ -1,0 +1,171 @@
+"""Registry-aware checks of params (restorer and attack names, their kwargs, finetune.trainable)."""
+
+import ast
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from torch import nn
+
+from tests.pipeline_fixtures import tiny_params
+from udcshield.attacks import registry as attack_registry
+from udcshield.attacks.fgsm import FGSM
+from udcshield.cli import main
+from udcshield.config import SECTIONS, ConfigError, load_params, params_from_dict
+from udcshield.models import registry as restorer_registry
+import udcshield.preflight as preflight_package
+from udcshield.preflight import CHECKED_SECTIONS, load_checked, preflight, section_module
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _raises(raw: dict, match: str, sections=None) -> None:
+    params = params_from_dict(raw)  # the pure schema accepts it ...
+    with pytest.raises(ConfigError, match=match):  # ... the registries do not
+        preflight(params, sections)
+
+
+def _attack(*specs: dict) -> dict:
+    return {"attack": {"attacks": list(specs)}, "sweep": {"attack": specs[0]["name"]}}
+
+
+def test_repository_and_tiny_params_pass():
+    preflight(load_params(ROOT / "params.yaml"))
+    preflight(params_from_dict(tiny_params()))
+    assert load_checked(ROOT / "params.yaml") == load_params(ROOT / "params.yaml")
+    assert set(CHECKED_SECTIONS) == {"train", "finetune", "attack"} and set(CHECKED_SECTIONS) <= set(SECTIONS)
+
+
+# ------------------------------------------------------------------------------------------------ train
+def test_unknown_restorer():
+    _raises({"train": {"models": [{"name": "resunet"}, {"name": "mystery_net"}]}},
+            r"train.models\[1\].name 'mystery_net' is not a registered restorer \(available: .*resunet")
+
+
+def test_restorer_kwargs_must_be_accepted_by_its_constructor():
+    _raises({"train": {"models": [{"name": "resunet", "kwargs": {"widht": 8}}]}},
+            r"train.models\[0\].kwargs: restorer 'resunet': .*widht.*; accepted arguments: \[.*base_channels")
+    _raises({"train": {"models": [{"name": "resunet", "kwargs": {"size": "huge"}}]}},
+            r"train.models\[0\].kwargs: unknown size 'huge'")
+    _raises({"train": {"models": [{"name": "resunet", "kwargs": {"generator": 1}}]}},
+            r"train.models\[0\].kwargs.generator is set by the stages")
+    preflight(params_from_dict({"train": {"models": [{"name": "resunet", "kwargs": {"size": "tiny"}}]}}))
+
+
+def test_newly_registered_restorer_is_accepted(monkeypatch):
+    class Width(nn.Module):
+        def __init__(self, width: int = 2) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 3, 1)
+
+    monkeypatch.setitem(restorer_registry._RESTORERS, "width_net", Width)
+    preflight(params_from_dict({"train": {"models": [{"name": "width_net", "kwargs": {"width": 4}}]},
+                                "finetune": {"trainable": ["conv"]}}))
+
+
+# ------------------------------------------------------------------------------------------------ finetune
+def test_trainable_prefixes_must_match_every_restorer():
+    _raises({"finetune": {"trainable": ["decoders", "decoder", "neck"]}},
+            r"finetune.trainable: prefixes \['decoder', 'neck'\] match no parameter of restorer 'resunet' "
+            r"\(its top-level parameter groups: bottleneck, decoders, downs, encoders, fuses, head, tail, ups\)")
+    preflight(params_from_dict({"finetune": {"trainable": ["decoders", "tail"]}}))
+
+
+def test_trainable_check_names_a_bad_restorer_first():
+    _raises({"train": {"models": [{"name": "mystery_net"}]}, "finetune": {"trainable": ["tail"]}},
+            r"train.models\[0\].name 'mystery_net'", sections=["finetune"])
+
+
+# ------------------------------------------------------------------------------------------------ attack
+def test_unknown_attack():
+    _raises(_attack({"name": "deepfool"}),
+            r"attack.attacks\[0\].name 'deepfool' is not a registered attack \(available: bim, cw, .*, universal\)")
+
+
+def test_unknown_attack_kwarg_is_rejected_before_work():
+    _raises(_attack({"name": "simba", "kwargs": {"max_querys": 3}}),
+            r"attack.attacks\[0\].kwargs.max_querys is not a parameter of attack 'simba' that params may set "
+            r"\(allowed: .*max_queries")
+    _raises(_attack({"name": "pgd"}, {"name": "square", "kwargs": {"eps": 0.1}}),
+            r"attack.attacks\[1\].kwargs.eps .*eps comes from budgets")
+    _raises(_attack({"name": "pgd", "kwargs": {"objective": "l1"}}), r"attack.attacks\[0\].kwargs.objective")
+
+
+def test_universal_is_a_function_with_its_own_parameters():
+    preflight(params_from_dict(_attack({"name": "universal", "kwargs": {"steps": 3, "lr": 0.01, "batch_size": 4}})))
+    _raises(_attack({"name": "universal", "kwargs": {"max_queries": 3}}),
+            r"attack.attacks\[0\].kwargs.max_queries is not a parameter of attack 'universal'.*batch_size, lr, steps")
+
+
+def test_newly_registered_attack_is_accepted(monkeypatch):
+    class Gentle(FGSM):
+        def __init__(self, model, softness: float = 1.0, **kwargs) -> None:
+            super().__init__(model, **kwargs)
+
+    monkeypatch.setitem(attack_registry._REGISTRY, "gentle", Gentle)
+    preflight(params_from_dict(_attack({"name": "gentle", "budgets": [8], "kwargs": {"softness": 0.5}})))
+    _raises(_attack({"name": "gentle", "kwargs": {"hardness": 0.5}}), r"attack.attacks\[0\].kwargs.hardness")
+
+
+# ------------------------------------------------------------------------------------------------ sections
+def test_sections_select_the_checks():
+    params = params_from_dict({**_attack({"name": "deepfool"}), "train": {"models": [{"name": "mystery_net"}]}})
+    preflight(params, ["simulate", "purify", "report"])
+    preflight(params, [])
+    with pytest.raises(ConfigError, match=r"attack.attacks\[0\].name"):
+        preflight(params, ["attack"])
+    with pytest.raises(ConfigError, match=r"attack.attacks\[0\].name"):
+        preflight(params, "attack")
+    with pytest.raises(ConfigError, match=r"train.models\[0\].name"):
+        preflight(params)  # all sections, in params.yaml order: train before attack
+    with pytest.raises(ConfigError, match="preflight: unknown params section.*atack"):
+        preflight(params, ["atack"])
+
+
+def test_load_checked_prefixes_the_path(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(_attack({"name": "deepfool"})))
+    with pytest.raises(ConfigError, match=rf"^{path}: attack.attacks\[0\].name 'deepfool'"):
+        load_checked(path)
+    assert load_checked(path, ["train"]).attack.attacks[0].name == "deepfool"
+    with pytest.raises(ConfigError, match="not found"):
+        load_checked(tmp_path / "missing.yaml")
+
+
+# ------------------------------------------------------------------------------------------------ callers
+def test_cli_validate_runs_the_full_preflight_and_run_the_stage_one(tmp_path, capsys):
+    raw = tiny_params()
+    raw["attack"]["attacks"][1]["kwargs"] = {"stepz": 2}
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert main(["validate", "--params", str(path)]) == 2
+    assert "attack.attacks[1].kwargs.stepz" in capsys.readouterr().err
+    assert main(["run", "attack", "--params", str(path), "--data", str(tmp_path / "data")]) == 2
+    assert "attack.attacks[1].kwargs.stepz" in capsys.readouterr().err
+    assert not (tmp_path / "data").exists()
+
+
+
+# ------------------------------------------------------------------------------------------------ layout
+def test_each_checked_section_has_its_own_module():
+    assert section_module("train") == "udcshield.preflight.train"
+    assert section_module("simulate") == "udcshield.preflight"
+    for name in CHECKED_SECTIONS:
+        assert callable(importlib.import_module(section_module(name)).check)
+    with pytest.raises(ConfigError, match="unknown params section 'atack'"):
+        section_module("atack")
+
+
+def test_the_dispatcher_imports_only_the_schema():
+    """A stage's import closure reaches the registries only through the sections it checks."""
+    tree = ast.parse(Path(preflight_package.__file__).read_text())
+    modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    modules |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert {m for m in modules if m.startswith("udcshield")} == {"udcshield.config"}
+    code = ("import sys, udcshield.preflight; "
+            "print(sorted(m for m in sys.modules if m in ('torch', 'udcshield.models')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
