@@ -79,7 +79,11 @@ def prepare_task(stage: str, ctx: StageContext) -> Any:
 def unit_task(stage: str, ctx: StageContext, unit: Unit, resources: Any = None) -> Any:
     """Run one unit on this task's device (pinned to one accelerator on a Dask worker)."""
     local = dataclasses.replace(ctx, device=task_device(ctx.device), progress=progress_logger(stage))
-    return get_stage(stage).run_unit(local, unit, resources)
+    result = get_stage(stage).run_unit(local, unit, resources)
+    if isinstance(result, dict) and "computed" in result:  # a shard: computed, or reused from the shard cache
+        get_run_logger().info("%s shard %s %s on %s (worker %s)", stage, unit.label,
+                              "computed" if result["computed"] else "reused", result["device"], worker_index())
+    return result
 
 
 @task(name="assemble", task_run_name="assemble-{stage}", **TASK_OPTIONS)

@@ -65,6 +65,7 @@ def env(cwd: Path) -> dict[str, str]:
     e["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{e.get('PATH', '')}"
     e["PYTHONPATH"] = str(cwd)
     e.setdefault("PREFECT_HOME", str(cwd / ".prefect"))
+    e.setdefault("UDCSHIELD_PREFECT_IDLE", "20")  # the workspace's shared Prefect API stops soon after its last stage
     e["PREFECT_LOGGING_LEVEL"] = "WARNING"
     return e
 

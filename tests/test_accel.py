@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from udcshield import accel as accel_module
 from udcshield.accel import (
+    AccelCache,
     Acceleration,
     AcceleratedModule,
     accelerate,
@@ -88,27 +90,81 @@ def test_amp_gap_and_choice():
     assert choose_amp(model, x, x, "cpu")[0] == "none"
 
 
-def test_purifier_runner_is_used_and_can_be_removed():
+def test_purifier_noise_predictor_is_returned_not_stored():
     purifier = DiffusionPurifier(sample_size=16, block_out_channels=(8, 16), generator=torch_generator(0, "p")).eval()
     x = torch.rand(2, 3, 16, 16, generator=torch_generator(0, "x"))
+    attributes = set(vars(purifier))
 
     def gens():
         return [torch_generator(0, "g", i) for i in range(2)]
     with torch.no_grad():
         ref = purify_ddim(purifier, x, t_star=20, num_steps=3, generator=gens())
         calls = []
-        purifier.set_noise_runner(lambda z, t: calls.append(1) or purifier.unet(z, t).sample)
-        same = purify_ddim(purifier, x, t_star=20, num_steps=3, generator=gens())
+        same = purify_ddim(purifier, x, t_star=20, num_steps=3, generator=gens(),
+                           noise_predictor=lambda z, t: calls.append(1) or purifier.unet(z, t).sample)
         assert len(calls) == 3
-        torch.testing.assert_close(same, ref)
-        accelerate_purifier(purifier, Acceleration(channels_last=True), "cpu")
+        torch.testing.assert_close(same, ref, rtol=0, atol=0)
+        assert accelerate_purifier(purifier, Acceleration(), "cpu") is None  # all off: the plain UNet call
+        runner = accelerate_purifier(purifier, Acceleration(channels_last=True), "cpu")
+        assert callable(runner)
+        torch.testing.assert_close(purify_ddim(purifier, x, t_star=20, num_steps=3, generator=gens(),
+                                               noise_predictor=runner), ref, atol=1e-5, rtol=1e-5)
+        # nothing was attached to the purifier: without the predictor it runs the plain UNet
         torch.testing.assert_close(purify_ddim(purifier, x, t_star=20, num_steps=3, generator=gens()), ref,
                                    atol=1e-5, rtol=1e-5)
-        accelerate_purifier(purifier, Acceleration(), "cpu")
-        assert purifier.__dict__["_noise_runner"] is None
-    assert "_noise_runner" not in "".join(purifier.state_dict())
-    with pytest.raises(ValueError, match="callable"):
-        purifier.set_noise_runner(3)  # type: ignore[arg-type]
+    assert set(vars(purifier)) == attributes
+    assert not any("runner" in key for key in purifier.state_dict())
+
+
+def test_accel_cache_builds_once_per_model_and_setting():
+    cache = AccelCache()
+    a, b = torch.nn.Linear(1, 1), torch.nn.Linear(1, 1)
+    built = []
+
+    def build(tag):
+        built.append(tag)
+        return tag
+
+    assert cache.get("k", a, "s", "cpu", lambda: build("a")) == "a"
+    assert cache.get("k", a, "s", "cpu", lambda: build("again")) == "a"
+    assert cache.get("k", b, "s", "cpu", lambda: build("b")) == "b"
+    assert cache.get("k", a, "t", "cpu", lambda: build("a/t")) == "a/t"
+    assert cache.get("other", a, "s", "cpu", lambda: build("other")) == "other"
+    assert built == ["a", "b", "a/t", "other"] and len(cache) == 4
+    cache.clear()
+    assert len(cache) == 0
+
+
+def test_cuda_branch_caches_through_the_callers_cache(monkeypatch):
+    """The CUDA code path without a GPU: the wrapper and the amp choice are built once per model and
+    setting when the caller holds an AccelCache, on every call without one, and never stored on the model."""
+    from udcshield.accel import accelerate_purifier_for, accelerate_restorer_for
+    from udcshield.config import params_from_dict
+
+    built, probed = [], []
+    monkeypatch.setattr(accel_module, "accelerate", lambda model, acc, device: built.append(acc) or ("wrapped", acc))
+    monkeypatch.setattr(accel_module, "choose_amp", lambda model, x, y, device, tolerance_db: ("bf16", {}))
+    monkeypatch.setattr(accel_module, "accelerate_purifier", lambda p, acc, device: built.append(acc) or "runner")
+    monkeypatch.setattr(torch.nn.Module, "to", lambda self, *args, **kwargs: self)
+
+    def probe():
+        probed.append(1)
+        return torch.zeros(1, 3, 4, 4), torch.zeros(1, 3, 4, 4)
+
+    cfg = params_from_dict({"accel": {"amp": "auto", "channels_last": True, "compile": "default"}}).accel
+    model = _restorer()
+    attributes = set(vars(model))
+    cache = AccelCache()
+    first = accelerate_restorer_for(cfg, model, probe, "cuda", cache)
+    second = accelerate_restorer_for(cfg, model, probe, "cuda", cache)
+    assert first == second == (("wrapped", Acceleration("bf16", True, "default")), "bf16+cl+compile")
+    assert len(built) == 1 and len(probed) == 1
+    accelerate_restorer_for(cfg, model, probe, "cuda")  # no cache: measured and built again
+    assert len(built) == 2 and len(probed) == 2
+    purifier = DiffusionPurifier(sample_size=16, block_out_channels=(8, 16), generator=torch_generator(0, "p"))
+    assert accelerate_purifier_for(cfg, purifier, "cuda", cache) == ("runner", "fp32+cl+compile-reduce-overhead")
+    assert accelerate_purifier_for(cfg, purifier, "cuda", cache)[0] == "runner" and len(built) == 3
+    assert set(vars(model)) == attributes and "_accel_key" not in vars(purifier)
 
 
 @pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
@@ -138,11 +194,11 @@ def test_cuda_graph_purifier_matches_eager():
     def gens():
         return [torch_generator(0, "g", i) for i in range(4)]
     with torch.no_grad():
-        accelerate_purifier(purifier, Acceleration(), "cuda")
+        assert accelerate_purifier(purifier, Acceleration(), "cuda") is None
         ref = purify_ddim(purifier, x, t_star=20, num_steps=4, generator=gens())
-        accelerate_purifier(purifier, Acceleration(compile="reduce-overhead"), "cuda")
+        runner = accelerate_purifier(purifier, Acceleration(compile="reduce-overhead"), "cuda")
         for _ in range(3):  # warm-up, record, replay
-            out = purify_ddim(purifier, x, t_star=20, num_steps=4, generator=gens())
+            out = purify_ddim(purifier, x, t_star=20, num_steps=4, generator=gens(), noise_predictor=runner)
     torch.testing.assert_close(out, ref, atol=2e-3, rtol=2e-3)
 
 
@@ -157,8 +213,10 @@ def test_params_accel_section_is_checked_and_a_no_op_on_cpu():
     cfg = params_from_dict({"accel": {"amp": "auto", "channels_last": True, "compile": "default"}}).accel
     model = _restorer()
     x = torch.rand(2, 3, 16, 16, generator=torch_generator(0, "x"))
-    same, label = accelerate_restorer_for(cfg, model, lambda: pytest.fail("the probe is read only on CUDA"), "cpu")
+    cache = AccelCache()
+    same, label = accelerate_restorer_for(cfg, model, lambda: pytest.fail("the probe is read only on CUDA"), "cpu",
+                                          cache)
     assert same is model and label == "fp32"
     purifier = DiffusionPurifier(sample_size=16, block_out_channels=(8, 16), generator=torch_generator(0, "p"))
-    assert accelerate_purifier_for(cfg, purifier, "cpu") == "fp32"
-    assert purifier.__dict__["_noise_runner"] is None
+    assert accelerate_purifier_for(cfg, purifier, "cpu", cache) == (None, "fp32")
+    assert len(cache) == 0

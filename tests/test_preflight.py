@@ -10,14 +10,19 @@ import pytest
 import yaml
 from torch import nn
 
+import udcshield.preflight as preflight_package
 from tests.pipeline_fixtures import tiny_params
 from udcshield.attacks import registry as attack_registry
 from udcshield.attacks.fgsm import FGSM
 from udcshield.cli import main
 from udcshield.config import SECTIONS, ConfigError, load_params, params_from_dict
 from udcshield.models import registry as restorer_registry
-import udcshield.preflight as preflight_package
-from udcshield.preflight import CHECKED_SECTIONS, load_checked, preflight, section_module
+from udcshield.preflight import (
+    CHECKED_SECTIONS,
+    load_checked,
+    preflight,
+    section_module,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,8 +6,17 @@ from typing import Any, Literal
 
 import pytest
 
-from udcshield.config.base import MAX_BUDGET, ConfigError, build, check_budget, check_budgets, coerce, doc_of, option, \
-    to_dict
+from udcshield.config.base import (
+    MAX_BUDGET,
+    ConfigError,
+    build,
+    check_budget,
+    check_budgets,
+    coerce,
+    doc_of,
+    option,
+    to_dict,
+)
 
 
 @dataclass(frozen=True)

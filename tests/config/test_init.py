@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import udcshield.config as config
+from udcshield import config
 
 PACKAGE = Path(config.__file__).resolve().parent
 ALLOWED_THIRD_PARTY = {"yaml"}

@@ -9,7 +9,12 @@ import yaml
 
 from udcshield.cli import main
 from udcshield.config import Params, to_dict
-from udcshield.config.reference import iter_keys, json_schema, markdown_reference, type_label
+from udcshield.config.reference import (
+    iter_keys,
+    json_schema,
+    markdown_reference,
+    type_label,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,7 +33,7 @@ def _yaml_keys(raw, prefix=""):
 
 def test_every_key_has_a_row_with_a_description():
     md = markdown_reference()
-    rows = dict(re.findall(r"^\| `([^`]+)` \| [^|]+ \| [^|]+ \| ([^|]*) \|$", md, flags=re.M))
+    rows = dict(re.findall(r"^\| `([^`]+)` \| [^|]+ \| [^|]+ \| ([^|]*) \|$", md, flags=re.MULTILINE))
     keys = [key for key, _, _ in iter_keys() if "." in key or key in ("seed", "device")]  # sections: headings
     assert sorted(rows) == sorted(keys)
     assert all(len(rows[key].strip()) > 5 for key in keys), [k for k in keys if len(rows[k].strip()) <= 5]
@@ -43,7 +48,7 @@ def test_every_params_yaml_key_is_documented():
 def test_one_section_per_params_yaml_section_with_defaults():
     md = markdown_reference()
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    headings = re.findall(r"^## `([a-z_]+)`$", md, flags=re.M)
+    headings = re.findall(r"^## `([a-z_]+)`$", md, flags=re.MULTILINE)
     assert headings == [k for k in raw if isinstance(raw[k], dict)]
     assert "| `purify.t_star` | integer | `50` |" in md
     assert "| `finetune.purify_batch_size` | integer | `64` |" in md

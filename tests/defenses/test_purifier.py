@@ -1,6 +1,7 @@
 """DiffPure-style purifier (Nie et al. 2022) on a DDPM (Ho et al. 2020): contract tests on tiny models."""
 
 import copy
+import itertools
 
 import pytest
 import torch
@@ -100,7 +101,7 @@ def test_strided_timesteps_properties(args):
     steps = strided_timesteps(t_star, num_steps)
     assert len(steps) == (t_star if num_steps is None else num_steps)
     assert steps[0] == t_star
-    assert all(a > b for a, b in zip(steps, steps[1:]))
+    assert all(a > b for a, b in itertools.pairwise(steps))
     assert all(1 <= t <= t_star for t in steps)
     if len(steps) > 1:
         assert steps[-1] == 1

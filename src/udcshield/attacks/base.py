@@ -215,7 +215,9 @@ class ImageAttack:
         for sub in self._nested():
             sub.set_model_training_mode(model_training, batchnorm_training, dropout_training)
 
-    def _change_model_mode(self) -> None:
+    def _change_model_mode(self, given_training: bool | None = None) -> None:
+        """Put the model in the mode :meth:`set_model_training_mode` asks for (``given_training``, the
+        model's flag before the call, is accepted for torchattacks' signature; flags are restored anyway)."""
         if self._model_training:
             self.model.train()
             for m in self.model.modules():

@@ -13,6 +13,7 @@ defaults are the documented defaults and equal ``params.yaml``; :mod:`udcshield.
 them, with every key's description, as Markdown or JSON Schema.
 """
 
+from udcshield.config import reference
 from udcshield.config.base import MAX_BUDGET, ConfigError, to_dict
 from udcshield.config.params import SECTIONS, Params, load_params, params_from_dict
 from udcshield.config.robustness import (
@@ -24,12 +25,28 @@ from udcshield.config.robustness import (
     SweepConfig,
     SweepSampler,
 )
-from udcshield.config.runtime import AccelConfig, EvaluateConfig, ReportConfig, RunnerConfig
-from udcshield.config.simulate import FormationConfig, HdrConfig, OpticsConfig, SimulateConfig
-from udcshield.config.training import FinetuneConfig, ModelSpec, PurifierConfig, TrainConfig
-from udcshield.config import reference  # noqa: E402  (needs the sections above)
+from udcshield.config.runtime import (
+    AccelConfig,
+    EvaluateConfig,
+    ReportConfig,
+    RunnerConfig,
+)
+from udcshield.config.simulate import (
+    FormationConfig,
+    HdrConfig,
+    OpticsConfig,
+    SimulateConfig,
+)
+from udcshield.config.training import (
+    FinetuneConfig,
+    ModelSpec,
+    PurifierConfig,
+    TrainConfig,
+)
 
 __all__ = [
+    "MAX_BUDGET",
+    "SECTIONS",
     "AccelConfig",
     "AdaptiveConfig",
     "AdaptiveSpec",
@@ -40,7 +57,6 @@ __all__ = [
     "FinetuneConfig",
     "FormationConfig",
     "HdrConfig",
-    "MAX_BUDGET",
     "ModelSpec",
     "OpticsConfig",
     "Params",
@@ -48,12 +64,12 @@ __all__ = [
     "PurifyConfig",
     "ReportConfig",
     "RunnerConfig",
-    "SECTIONS",
     "SimulateConfig",
     "SweepConfig",
     "SweepSampler",
     "TrainConfig",
     "load_params",
     "params_from_dict",
+    "reference",
     "to_dict",
 ]

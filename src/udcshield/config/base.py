@@ -12,8 +12,20 @@ import typing
 from dataclasses import MISSING, field
 from typing import Any, Literal, get_args, get_origin
 
-__all__ = ["ConfigError", "MAX_BUDGET", "option", "doc_of", "to_dict", "build", "coerce", "join",
-           "check_budget", "check_budgets", "positive", "non_negative"]
+__all__ = [
+    "MAX_BUDGET",
+    "ConfigError",
+    "build",
+    "check_budget",
+    "check_budgets",
+    "coerce",
+    "doc_of",
+    "join",
+    "non_negative",
+    "option",
+    "positive",
+    "to_dict",
+]
 
 #: Budgets are integers in units of 1/256 of the tone-mapped [0, 1] domain; 256 is the whole range
 #: (Song et al., arXiv 2402.13629).

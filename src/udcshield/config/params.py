@@ -16,12 +16,22 @@ from typing import Any, Literal
 import yaml
 
 from udcshield.config.base import ConfigError, build, option
-from udcshield.config.robustness import AdaptiveConfig, AttackConfig, PurifyConfig, SweepConfig
-from udcshield.config.runtime import AccelConfig, EvaluateConfig, ReportConfig, RunnerConfig
+from udcshield.config.robustness import (
+    AdaptiveConfig,
+    AttackConfig,
+    PurifyConfig,
+    SweepConfig,
+)
+from udcshield.config.runtime import (
+    AccelConfig,
+    EvaluateConfig,
+    ReportConfig,
+    RunnerConfig,
+)
 from udcshield.config.simulate import SimulateConfig
 from udcshield.config.training import FinetuneConfig, PurifierConfig, TrainConfig
 
-__all__ = ["Params", "load_params", "params_from_dict", "SECTIONS"]
+__all__ = ["SECTIONS", "Params", "load_params", "params_from_dict"]
 
 
 @dataclass(frozen=True)

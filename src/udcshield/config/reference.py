@@ -8,8 +8,10 @@ metadata (:func:`udcshield.config.base.option`) and each section's docstring.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import json
+import operator
 import re
 import types
 import typing
@@ -19,7 +21,7 @@ from typing import Any, Literal, get_args, get_origin
 from udcshield.config.base import doc_of, to_dict
 from udcshield.config.params import Params
 
-__all__ = ["markdown_reference", "json_schema", "section_doc", "type_label", "iter_keys"]
+__all__ = ["iter_keys", "json_schema", "markdown_reference", "section_doc", "type_label"]
 
 _ROLE = re.compile(r":(?:func|class|mod|meth|attr|data):`~?([^`]+)`")
 _LITERAL = re.compile(r"``([^`]+)``")
@@ -46,7 +48,7 @@ def _optional(tp: Any) -> tuple[Any, bool]:
     if get_origin(tp) in (typing.Union, types.UnionType):
         args = [a for a in get_args(tp) if a is not type(None)]
         if len(args) != len(get_args(tp)):
-            return (args[0] if len(args) == 1 else typing.Union[tuple(args)]), True
+            return functools.reduce(operator.or_, args), True
     return tp, False
 
 
@@ -167,13 +169,12 @@ def markdown_reference() -> str:
     table row per key: dotted key, type, default and description. The top-level scalars come first.
     """
     hints = _hints(Params)
-    lines = ["# Configuration reference", "",
-             "Every key of `params.yaml`, generated from the schema in `udcshield.config`. The defaults are "
+    intro = ("Every key of `params.yaml`, generated from the schema in `udcshield.config`. The defaults are "
              "the values of the shipped `params.yaml` (the default run); a key left out of a params file "
              "takes its default. Unknown keys, wrong types and out-of-range values are refused before any "
              "work starts, naming the dotted key. Budgets are integers in [1, 256], in units of 1/256 of "
-             "the tone-mapped [0, 1] image domain.", "",
-             "## Top-level keys", "", "| Key | Type | Default | Description |", "| --- | --- | --- | --- |"]
+             "the tone-mapped [0, 1] image domain.")
+    lines = ["# Configuration reference", "", intro, "", "## Top-level keys", "", "| Key | Type | Default | Description |", "| --- | --- | --- | --- |"]
     sections = []
     for f in dataclasses.fields(Params):
         tp = hints[f.name]

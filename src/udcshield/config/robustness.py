@@ -10,10 +10,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from udcshield.config.base import ConfigError, check_budgets, non_negative, option, positive
+from udcshield.config.base import (
+    ConfigError,
+    check_budgets,
+    non_negative,
+    option,
+    positive,
+)
 
-__all__ = ["AttackSpec", "AttackConfig", "PurifyConfig", "AdaptiveSpec", "AdaptiveConfig", "SweepSampler",
-           "SweepConfig"]
+__all__ = [
+    "AdaptiveConfig",
+    "AdaptiveSpec",
+    "AttackConfig",
+    "AttackSpec",
+    "PurifyConfig",
+    "SweepConfig",
+    "SweepSampler",
+]
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from typing import Literal
 from udcshield.config.base import ConfigError, option, positive
 from udcshield.config.robustness import AttackConfig
 
-__all__ = ["EvaluateConfig", "ReportConfig", "RunnerConfig", "AccelConfig"]
+__all__ = ["AccelConfig", "EvaluateConfig", "ReportConfig", "RunnerConfig"]
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from typing import Literal
 
 from udcshield.config.base import ConfigError, non_negative, option, positive
 
-__all__ = ["OpticsConfig", "HdrConfig", "FormationConfig", "SimulateConfig"]
+__all__ = ["FormationConfig", "HdrConfig", "OpticsConfig", "SimulateConfig"]
 
 
 @dataclass(frozen=True)

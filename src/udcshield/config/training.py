@@ -9,9 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from udcshield.config.base import ConfigError, check_budget, non_negative, option, positive
+from udcshield.config.base import (
+    ConfigError,
+    check_budget,
+    non_negative,
+    option,
+    positive,
+)
 
-__all__ = ["ModelSpec", "TrainConfig", "PurifierConfig", "FinetuneConfig"]
+__all__ = ["FinetuneConfig", "ModelSpec", "PurifierConfig", "TrainConfig"]
 
 
 @dataclass(frozen=True)

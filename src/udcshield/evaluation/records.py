@@ -1,6 +1,6 @@
 """Result records: one row per image x model x defense x attack x budget x metric (x draw).
 
-Tables and plots are views of records (DESIGN section 6). A record is a dict::
+Tables and plots are views of records. A record is a dict::
 
     {"image_id": str, "model": str, "defense": str, "attack": str,
      "budget": int,      # L-infinity budget in units of 1/256 (Song et al., arXiv 2402.13629); 0 = clean

@@ -3,7 +3,7 @@
 Display flare is only visible around very bright sources (Feng et al., DISCNet, CVPR 2021, simulate
 from HDR scenes and clip at 500). Photos are LDR, so after linearisation we (1) boost near-saturated
 regions, which were clipped by the original camera and were probably much brighter, and (2) add a few
-small synthetic light sources 8-100 times brighter than diffuse white (DESIGN.md section 3).
+small synthetic light sources 8-100 times brighter than diffuse white.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from udcshield.attacks.base import project_linf
+from udcshield.attacks.budget import budget_to_linf
 from udcshield.config import AdaptiveSpec, Params, to_dict
 from udcshield.defenses.adaptive import AdaptivePGD
 from udcshield.defenses.defended import DefendedRestorer, NoiseDraw
@@ -75,7 +76,7 @@ def craft(params: Params, purifier: DiffusionPurifier, restorer: torch.nn.Module
     ``meter``, when given, counts the crafted images batch by batch.
     """
     defended = defended_system(params, purifier, restorer, spec.gradient, spec.checkpoint).to(device)
-    atk = AdaptivePGD(defended, eps=budget / 256.0, steps=spec.steps, eot_samples=spec.eot_samples,
+    atk = AdaptivePGD(defended, eps=budget_to_linf(budget), steps=spec.steps, eot_samples=spec.eot_samples,
                       objective=params.attack.objective, reference=params.attack.reference)
     stage = f"adaptive/{array_name(source, spec.name, budget)}"
     advs, cost = [], {"iterations": 0, "forward_backward": 0, "purifier_evals": 0}
@@ -83,7 +84,7 @@ def craft(params: Params, purifier: DiffusionPurifier, restorer: torch.nn.Module
     for s in batches(inputs.shape[0], params.adaptive.batch_size):
         seeds = [derive_seed(params.seed, stage, i) for i in image_ids[s]]
         adv = atk(inputs[s].to(device), targets[s].to(device), seeds=seeds).detach().float().cpu()
-        advs.append(project_linf(adv, inputs[s], budget / 256.0))
+        advs.append(project_linf(adv, inputs[s], budget_to_linf(budget)))
         for key in cost:
             cost[key] += int(atk.last_cost.get(key, 0))
         if meter is not None:
@@ -93,7 +94,7 @@ def craft(params: Params, purifier: DiffusionPurifier, restorer: torch.nn.Module
     linf = float((adv - inputs).abs().max())
     return to_numpy_images(adv), {"restorer": source, "attack": spec.name, "gradient": spec.gradient,
                                   "eot_samples": spec.eot_samples, "steps": spec.steps, "budget": budget,
-                                  "eps": budget / 256.0, "linf_max": linf, "cost": cost, "seed_stage": stage}
+                                  "eps": budget_to_linf(budget), "linf_max": linf, "cost": cost, "seed_stage": stage}
 
 
 @torch.no_grad()

@@ -18,7 +18,6 @@ shard size, the runner or the order in which shards finish.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -28,6 +27,7 @@ import torch
 
 from udcshield.accel import AccelCache, accelerate_restorer_for
 from udcshield.attacks.base import project_linf
+from udcshield.attacks.budget import attack_constructor_eps, budget_mode, budget_radius, budget_to_linf, threat_norm
 from udcshield.attacks.registry import create_attack
 from udcshield.attacks.universal import apply_universal, universal_perturbation
 from udcshield.config import AttackSpec, Params, to_dict
@@ -50,28 +50,13 @@ Progress = Callable[[dict], None] | None
 PROBE_IMAGES = 16  # test images on which accel.amp 'auto' compares bf16 with float32
 
 
-L2_ATTACKS = ("pgd_l2",)
-
-
-def perturbation_norm(name: str) -> str:
-    """The norm a stored perturbation of attack ``name`` is bounded in: ``linf`` or ``l2``."""
-    return "l2" if name in L2_ATTACKS else "linf"
-
-
-def budget_eps(name: str, budget: int, image_shape: tuple[int, ...]) -> float:
-    """Radius of ``budget`` (units of 1/256) for attack ``name``; L2 attacks use the same RMS level."""
-    eps = budget / 256.0
-    if perturbation_norm(name) == "l2":
-        return eps * math.sqrt(math.prod(image_shape))
-    return eps
-
-
 def attack_kwargs(spec: AttackSpec, budget: int, params: Params, image_shape: tuple[int, ...]) -> dict[str, Any]:
     """Keyword arguments for :func:`udcshield.attacks.registry.create_attack`."""
     kwargs: dict[str, Any] = {"objective": params.attack.objective, "reference": params.attack.reference,
                               **spec.kwargs}
-    if spec.name != "cw":  # minimum-norm: projected onto the L-inf ball afterwards
-        kwargs["eps"] = budget_eps(spec.name, budget, image_shape)
+    eps = attack_constructor_eps(spec.name, budget, image_shape)
+    if eps is not None:  # None: a minimum-norm attack, projected onto its threat ball afterwards
+        kwargs["eps"] = eps
     return kwargs
 
 
@@ -113,8 +98,8 @@ def craft_images(model: torch.nn.Module, spec: AttackSpec, budget: int, inputs: 
         adv, cost = _per_image(model, spec, budget, inputs, targets, image_ids, params, stage, device)
     cost["seconds"] = round(time.perf_counter() - start, 3)
     cost["accel"] = accel
-    if spec.name == "cw":
-        adv = project_linf(adv, inputs, budget / 256.0)
+    if budget_mode(spec.name) == "projected":
+        adv = project_linf(adv, inputs, budget_radius(spec.name, budget, tuple(inputs.shape[1:])))
     return adv, cost
 
 
@@ -136,12 +121,13 @@ def _per_image(model, spec, budget, inputs, targets, image_ids, params, stage, d
 def _universal(model, spec, budget, inputs, train, params, stage, device):
     if train is None:
         raise ValueError("the universal attack needs the training set")
-    kwargs = {"steps": 100, "lr": budget / 256.0 / 10, **spec.kwargs}
-    delta = universal_perturbation(model, (train[0].to(device), train[1].to(device)), budget / 256.0,
+    eps = budget_radius(spec.name, budget, tuple(inputs.shape[1:]))
+    kwargs = {"steps": 100, "lr": budget_to_linf(budget) / 10, **spec.kwargs}
+    delta = universal_perturbation(model, (train[0].to(device), train[1].to(device)), eps,
                                    generator=torch_generator(params.seed, stage, device=device),
                                    objective=params.attack.objective, reference=params.attack.reference,
                                    **kwargs)
-    adv = project_linf(apply_universal(inputs.to(device), delta).float(), inputs.to(device), budget / 256.0)
+    adv = project_linf(apply_universal(inputs.to(device), delta).float(), inputs.to(device), eps)
     return adv.cpu(), {"iterations": int(kwargs["steps"]), "forward_backward": int(kwargs["steps"]), "queries": 0}
 
 
@@ -149,8 +135,8 @@ def _norm_attrs(spec: AttackSpec, budget: int, adv: torch.Tensor, inputs: torch.
                 cost: dict[str, Any]) -> dict[str, Any]:
     """Check the stored perturbation against its budget and describe it."""
     delta = (adv - inputs).flatten(1)
-    norm = perturbation_norm(spec.name)
-    eps = budget_eps(spec.name, budget, tuple(inputs.shape[1:]))
+    norm = threat_norm(spec.name)
+    eps = budget_radius(spec.name, budget, tuple(inputs.shape[1:]))
     realised = delta.abs().amax(dim=1) if norm == "linf" else delta.double().norm(dim=1)
     limit = float(np.float32(eps)) if norm == "linf" else eps * (1 + 1e-6)
     if float(realised.max()) > limit:
@@ -244,9 +230,12 @@ def run_shard(params: Params, layout: Layout, shard: Shard, device: torch.device
     """Craft ``shard`` unless the cache already holds it; write it to the cache as soon as it is done.
 
     Returns {"set", "start", "stop", "images", "computed" (False when reused from the cache), "device"}.
+    ``accel_cache`` (CUDA runs) keeps the amp choice and the compiled restorer wrapper across shards.
     """
+    extra = {} if accel_cache is None else {"accel_cache": accel_cache}
+
     def compute() -> tuple[np.ndarray, dict[str, Any]]:
-        adv, cost = craft_shard(params, layout, shard, device, model, accel_cache)
+        adv, cost = craft_shard(params, layout, shard, device, model, **extra)
         return adv, {"cost": cost}
 
     return shard_cache(params, layout).ensure(shard, compute, device)
@@ -301,8 +290,9 @@ class AttackStage(ShardedStage):
         return shard_units(plan(ctx.params, ctx.layout, ctx.device))
 
     def prepare(self, ctx: StageContext) -> dict[str, Any]:
+        cache = AccelCache() if ctx.device.type == "cuda" else None  # acceleration is a no-op on CPU
         return {"models": {source: load_restorer(ctx.layout, source) for source in restorers(ctx.params)},
-                "accel_cache": AccelCache()}
+                "accel_cache": cache}
 
     def run_unit(self, ctx: StageContext, unit: Unit, resources: Any) -> dict[str, Any]:
         if resources is None:

@@ -2,12 +2,14 @@
 
 Grid: {base, fine-tuned} x {no defense, purified} x {clean, each attack x budget}, plus transfer cells
 (sets crafted on the other variant, no defense), PSNR and SSIM
-under the SYNTH convention (clamp to [0, 1], 8-bit quantisation, RGB; DESIGN.md section 4). The
+under the SYNTH convention (clamp to [0, 1], 8-bit quantisation, RGB; BasicSR-style SSIM). The
 attacked inputs are those crafted on the same bare variant (white-box without defense; non-adaptive with
 purification, the setting of Song et al., arXiv 2402.13629).
 
-Outputs: ``records.csv`` (long format), ``metrics.json`` (means, for ``dvc metrics show``) and
-``curves/<attack>/<model>_<variant>_<defense>.csv`` (PSNR and SSIM vs budget, for ``dvc plots``).
+Outputs: ``records.csv`` (long format), ``metrics.json`` (means, for ``dvc metrics show``),
+``curves/<attack>/<model>_<variant>_<defense>.csv`` (PSNR and SSIM vs budget, for ``dvc plots``) and
+``grid.zarr``: the report's image grid (inputs and restorations of the first ``report.grid_images`` test
+images), restored here so that the report only renders (:mod:`udcshield.pipeline.grid`).
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ from udcshield.evaluation.metrics import psnr, ssim
 from udcshield.evaluation.records import write_records_csv
 from udcshield.pipeline.checkpoints import load_restorer
 from udcshield.pipeline.common import apply_batched, load_pairs, write_json, write_rows_csv
+from udcshield.pipeline.grid import write_grid
 from udcshield.pipeline.layout import Layout
 from udcshield.pipeline.runner import run_stage
 from udcshield.pipeline.stage import Stage, StageContext, Unit
 from udcshield.pipeline.names import CLEAN, DEFENSES, TRANSFER, array_name, model_label, restorers
 from udcshield.pipeline.summary import means
-from udcshield.store.zarr_io import read_images
+from udcshield.store.zarr_io import read_images, store_attrs
 
 Progress = Callable[[dict], None] | None
 METRICS = {"psnr": psnr, "ssim": ssim}
@@ -113,7 +116,7 @@ class EvaluateStage(Stage):
     cell, scored per image; assemble: records, means and curves."""
 
     def plan(self, ctx: StageContext) -> list[Unit]:
-        n = len(load_pairs(ctx.layout.test_store)[2])
+        n = len(store_attrs(ctx.layout.test_store)["image_ids"])
         return [Unit("-".join(map(str, cell)), cell, images=n) for cell in cells(ctx.params)]
 
     def prepare(self, ctx: StageContext) -> tuple[torch.Tensor, list[str], dict[str, torch.nn.Module]]:
@@ -130,15 +133,18 @@ class EvaluateStage(Stage):
                 **({"psnr": round(sum(psnrs) / len(psnrs), 3)} if psnrs else {})}
 
     def assemble(self, ctx, units, results, resources) -> dict[str, Any]:
-        return write_outputs(ctx.params, ctx.layout, [r for rows in results for r in rows])
+        summary = write_outputs(ctx.params, ctx.layout, [r for rows in results for r in rows])
+        models = resources[2] if resources is not None else self.prepare(ctx)[2]
+        write_grid(ctx.params, ctx.layout, models, ctx.device)  # the report's image grid, restored here
+        return summary
 
 
 STAGE = EvaluateStage(
     name="evaluate",
     desc="PSNR and SSIM per image for every restorer variant x defense x condition, plus transfer cells",
-    params=("attack", "evaluate", "train.models"),
+    params=("attack", "evaluate", "train.models", "report.grid_images", "report.grid_attack"),
     deps=("data/simulated/test.zarr", "data/attack", "data/purify", "data/restorers", "data/finetuned"),
-    outs=("data/evaluate/records.csv",),
+    outs=("data/evaluate/records.csv", "data/evaluate/grid.zarr"),
     metrics=({"data/evaluate/metrics.json": {"cache": False}},),
     plots=({"data/evaluate/curves": {"cache": False}},),
 )

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from udcshield.attacks.budget import budget_to_linf
 from udcshield.config import Params, to_dict
 from udcshield.defenses.dataset import purify_set
 from udcshield.defenses.purifier import DiffusionPurifier, load_purifier
@@ -95,7 +96,7 @@ def fit_finetuned(params: Params, name: str, model: torch.nn.Module, clean: Pair
         model, clean[0], clean[1], mode=cfg.mode,
         purified_inputs=None if purified is None else purified[0],
         purified_targets=None if purified is None else purified[1],
-        attack_eps=cfg.attack_budget / 256.0, attack_steps=cfg.attack_steps, trades_beta=cfg.trades_beta,
+        attack_eps=budget_to_linf(cfg.attack_budget), attack_steps=cfg.attack_steps, trades_beta=cfg.trades_beta,
         adversarial_weight=cfg.adversarial_weight, objective="mse" if cfg.loss == "l2" else "l1",
         trainable=cfg.trainable, iterations=cfg.iterations, batch_size=cfg.batch_size, crop_size=cfg.crop_size,
         lr=cfg.lr, lr_min=cfg.lr_min,

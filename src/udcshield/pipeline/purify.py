@@ -107,9 +107,11 @@ def run_shard(params: Params, layout: Layout, shard: Shard, device: torch.device
     """Purify ``shard`` unless the cache already holds it; write it to the cache as soon as it is done.
 
     Returns {"set", "start", "stop", "images", "computed" (False when reused from the cache), "device"}.
+    ``accel_cache`` (CUDA runs) keeps the accelerated UNet runner across shards.
     """
+    extra = {} if accel_cache is None else {"accel_cache": accel_cache}
     return shard_cache(params, layout).ensure(
-        shard, lambda: (purify_shard(params, layout, shard, device, purifier, accel_cache), {}), device)
+        shard, lambda: (purify_shard(params, layout, shard, device, purifier, **extra), {}), device)
 
 
 def assemble(params: Params, layout: Layout, shards: dict[str, list[Shard]], device: torch.device,
@@ -147,7 +149,8 @@ class PurifyStage(ShardedStage):
         return shard_units(plan(ctx.params, ctx.layout, ctx.device))
 
     def prepare(self, ctx: StageContext) -> dict[str, Any]:
-        return {"purifier": load_purifier(ctx.layout.purifier), "accel_cache": AccelCache()}
+        cache = AccelCache() if ctx.device.type == "cuda" else None  # acceleration is a no-op on CPU
+        return {"purifier": load_purifier(ctx.layout.purifier), "accel_cache": cache}
 
     def run_unit(self, ctx: StageContext, unit: Unit, resources: Any) -> dict[str, Any]:
         purifier, cache = (None, None) if resources is None else (resources["purifier"], resources["accel_cache"])

@@ -21,6 +21,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from udcshield.config import Params
 from udcshield.evaluation import html as H
 from udcshield.evaluation.tables import metric_text
@@ -32,10 +34,12 @@ from udcshield.pipeline.report_figures import render_figures
 from udcshield.pipeline.report_html import render_html
 from udcshield.pipeline.report_markdown import render_markdown
 from udcshield.pipeline.report_provenance import check_inputs, required_inputs
+from udcshield.pipeline.runner import run_stage
+from udcshield.pipeline.stage import SingleUnitStage, StageContext
 from udcshield.store.atomic import atomic_file, write_text_atomic
 
-__all__ = ["run", "json_path", "html_path", "worst_case_path", "load_report_data", "check_inputs",
-           "required_inputs", "robustness_rows", "worst_case_rows", "sweep_section"]
+__all__ = ["STAGE", "check_inputs", "html_path", "json_path", "load_report_data", "required_inputs",
+           "robustness_rows", "run", "sweep_section", "worst_case_path", "worst_case_rows", "write_report"]
 
 
 def json_path(layout: Layout) -> Path:
@@ -97,8 +101,8 @@ def _write_bytes_atomic(path: Path, payload: bytes) -> None:
         tmp.write_bytes(payload)
 
 
-def run(params: Params, layout: Layout) -> dict[str, Any]:
-    """Whole stage: ``report.json``, ``report.md`` (+ ``psf.png``, ``mask.png``), ``report.html`` and
+def write_report(params: Params, layout: Layout) -> dict[str, Any]:
+    """The stage's work: ``report.json``, ``report.md`` (+ ``psf.png``, ``mask.png``), ``report.html`` and
     ``worst_case.csv``.
 
     The data is computed once and passed through JSON before rendering, so both views see exactly what
@@ -121,3 +125,28 @@ def run(params: Params, layout: Layout) -> dict[str, Any]:
     return {"report": layout.report.as_posix(), "html": html_path(layout).as_posix(),
             "json": json_path(layout).as_posix(), "bytes": len(text), "html_bytes": len(page.encode()),
             "table": robustness_rows(data)}
+
+
+class ReportStage(SingleUnitStage):
+    """One unit on the CPU: :func:`write_report` (no network runs in the report)."""
+
+    def work(self, ctx: StageContext) -> dict[str, Any]:
+        return write_report(ctx.params, ctx.layout)
+
+
+STAGE = ReportStage(
+    name="report",
+    desc="Robustness report: report.json computed once from the stage outputs, rendered as report.md and a "
+         "self-contained report.html",
+    params=("attack", "evaluate", "report", "adaptive", "train.models", "simulate.optics", "simulate.patch_size"),
+    deps=("data/evaluate/records.csv", "data/evaluate/grid.zarr", "data/adaptive/records.csv",
+          "data/adaptive/metrics.json", "data/sweep/sweep.csv", "data/sweep/summary.md", "data/attack",
+          "data/purify", "data/simulated", "data/restorers", "data/finetuned", "data/purifier"),
+    outs=({"data/report": {"cache": False}},),
+    gpu=False,
+)
+
+
+def run(params: Params, layout: Layout) -> dict[str, Any]:
+    """Whole stage on the local runner (:func:`write_report`); returns paths, sizes and the table rows."""
+    return run_stage(STAGE, params, layout, torch.device("cpu"))

@@ -246,6 +246,13 @@ def sweep(layout: Layout) -> dict[str, Any] | None:
             "statements": statements}
 
 
+def _tile_psnr(layout: Layout, source: str, defense: str, cond: str, role: str,
+               targets: torch.Tensor) -> list[float]:
+    """PSNR (dB) of every image of one grid-store array against the ground truth."""
+    x = torch.from_numpy(read_grid(layout, source, defense, cond, role))
+    return [float(v) for v in psnr(x, targets).tolist()]
+
+
 def grid(params: Params, layout: Layout, attack_attrs: dict[str, dict]) -> dict[str, Any]:
     """The image grid: ids, attack and budget, and per restorer variant the perturbation scale and the PSNR
     (dB, against the ground truth) of every tile, from the grid store and the test store's targets."""
@@ -261,9 +268,8 @@ def grid(params: Params, layout: Layout, attack_attrs: dict[str, dict]) -> dict[
         attrs = attack_attrs[name]
         eps = float(attrs["eps"]) if attrs.get("norm", "linf") == "linf" else max(float(attrs["linf_max"]), 1e-6)
 
-        def db(defense: str, cond: str, role: str) -> list[float]:
-            x = torch.from_numpy(read_grid(layout, source, defense, cond, role))
-            return [float(v) for v in psnr(x, targets).tolist()]
+        def db(defense: str, cond: str, role: str, source: str = source) -> list[float]:
+            return _tile_psnr(layout, source, defense, cond, role, targets)
 
         panels.append({"source": source, "set": name, "eps": eps,
                        "defended_title": "purified + fine-tuned" if source.endswith("/finetuned")

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from udcshield.config import SECTIONS, ConfigError, Params, load_params
 
-__all__ = ["preflight", "load_checked", "section_module", "CHECKED_SECTIONS"]
+__all__ = ["CHECKED_SECTIONS", "load_checked", "preflight", "section_module"]
 
 #: Sections with registry-aware checks, each in the module ``udcshield.preflight.<section>``.
 CHECKED_SECTIONS: tuple[str, ...] = ("train", "finetune", "attack")

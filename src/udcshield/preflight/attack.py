@@ -8,7 +8,7 @@ from udcshield.attacks.registry import attack_kwargs, list_attacks
 from udcshield.attacks.universal import universal_perturbation
 from udcshield.config import ConfigError, Params
 
-__all__ = ["check", "attack_parameters", "UNIVERSAL", "STAGE_SET_KWARGS"]
+__all__ = ["STAGE_SET_KWARGS", "UNIVERSAL", "attack_parameters", "check"]
 
 #: The universal perturbation is a function (:func:`udcshield.attacks.universal.universal_perturbation`),
 #: not a registry entry; ``attack.attacks`` may name it all the same.

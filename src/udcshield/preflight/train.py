@@ -5,7 +5,7 @@ from __future__ import annotations
 from udcshield.config import ConfigError, ModelSpec, Params
 from udcshield.models.registry import list_restorers, restorer_arguments
 
-__all__ = ["check", "check_model", "STAGE_SET_KWARGS"]
+__all__ = ["STAGE_SET_KWARGS", "check", "check_model"]
 
 #: Keyword arguments of :func:`udcshield.models.registry.create_restorer` that the stages set.
 STAGE_SET_KWARGS = ("generator",)

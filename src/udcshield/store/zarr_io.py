@@ -6,7 +6,7 @@ addressed by a local path or by any fsspec URL (``memory://``, ``s3://bucket/pre
 never travel through params or store attributes: fsspec reads them from its usual sources (environment,
 ``~/.aws``, instance roles) or from ``storage_options`` passed by the caller.
 
-Atomicity (DESIGN.md section 6):
+Atomicity (a crash never leaves a store that looks finished):
 
 - Local path: the store is built in a temporary sibling folder; its root attribute ``complete`` is set
   last and the folder is renamed into place, so an interrupted stage never leaves a store that looks

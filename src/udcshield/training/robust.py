@@ -141,7 +141,7 @@ def finetune_restorer(
     mode: str = "purified",
     purified_inputs: torch.Tensor | None = None,
     purified_targets: torch.Tensor | None = None,
-    attack_eps: float = 8 / 256,
+    attack_eps: float = budget_to_linf(8),
     attack_steps: int = 3,
     trades_beta: float = 1.0,
     adversarial_weight: float = 0.5,
