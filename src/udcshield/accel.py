@@ -10,7 +10,7 @@ bf16 only where the gap is within a tolerance (0.05 dB by default).
 On CPU, :func:`accelerate` applies channels_last and compile as asked but refuses bf16 unless
 ``allow_cpu_amp`` (autocast to bf16 on CPU is slower than float32 for these convolutional nets); the
 pipeline entry points :func:`accelerate_restorer_for` and :func:`accelerate_purifier_for` change nothing
-on CPU, so CPU results never depend on the ``accel`` params.
+on CPU, so CPU results never depend on the ``accel`` params. Measurements: BENCHMARKS.md ("GPU speed").
 
 Nothing is stored on the networks: a restorer is accelerated by wrapping it (the wrapper is returned),
 the purifier by a noise predictor that the caller passes to the reverse chain
@@ -29,12 +29,12 @@ import torch
 from torch import nn
 
 AMP_MODES: tuple[str, ...] = ("none", "bf16")
+COMPILE_MODES: tuple[str, ...] = ("none", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 #: ``(z_t, t0) -> ε̂`` for a DDPM UNet: z_t (B, 3, H, W) float32 in DDPM space, t0 the UNet's 0-based (B,)
 #: long timestep index; returns float32 of z_t's shape. The contract of ``noise_predictor=`` in
 #: :func:`udcshield.defenses.samplers.reverse_chain`.
 NoisePredictor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 T = TypeVar("T")
-COMPILE_MODES: tuple[str, ...] = ("none", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from udcshield.config.params import Params
 
 __all__ = ["iter_keys", "json_schema", "markdown_reference", "section_doc", "type_label"]
 
+_HEADER = ("| Key | Type | Default | Description |", "| --- | --- | --- | --- |")
 _ROLE = re.compile(r":(?:func|class|mod|meth|attr|data):`~?([^`]+)`")
 _LITERAL = re.compile(r"``([^`]+)``")
 
@@ -131,7 +132,7 @@ def _escape(text: str) -> str:
 def _table(cls: type, prefix: str) -> list[str]:
     """A Markdown table of the direct keys of ``cls`` (nested sections get their own tables)."""
     hints = _hints(cls)
-    rows = ["| Key | Type | Default | Description |", "| --- | --- | --- | --- |"]
+    rows = list(_HEADER)
     for f in dataclasses.fields(cls):
         key = f"{prefix}.{f.name}" if prefix else f.name
         tp = hints[f.name]
@@ -174,7 +175,7 @@ def markdown_reference() -> str:
              "takes its default. Unknown keys, wrong types and out-of-range values are refused before any "
              "work starts, naming the dotted key. Budgets are integers in [1, 256], in units of 1/256 of "
              "the tone-mapped [0, 1] image domain.")
-    lines = ["# Configuration reference", "", intro, "", "## Top-level keys", "", "| Key | Type | Default | Description |", "| --- | --- | --- | --- |"]
+    lines = ["# Configuration reference", "", intro, "", "## Top-level keys", "", *_HEADER]
     sections = []
     for f in dataclasses.fields(Params):
         tp = hints[f.name]

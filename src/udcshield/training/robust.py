@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from udcshield.attacks.budget import budget_to_linf
 from udcshield.attacks.pgd import PGD
 from udcshield.config import ConfigError
 from udcshield.training.restorer import LossFn, check_training_pairs, draw_batch, resolve_loss, train_loop, \
