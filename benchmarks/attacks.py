@@ -59,8 +59,9 @@ def main() -> None:
     for name, kwargs in SUITE.items():
         kwargs = {**kwargs, **(QUICK.get(name, {}) if args.quick else {})}
         spec = AttackSpec(name=name, budgets=(args.budget,), kwargs=kwargs)
-        params = params_from_dict({"device": args.device, "attack": {"models": ["base"], "batch_size": 16,
-                                                                     "attacks": [{"name": name, "kwargs": kwargs}]}})
+        params = params_from_dict({"device": args.device, "sweep": {"enabled": False},
+                                   "attack": {"models": ["base"], "batch_size": 16,
+                                              "attacks": [{"name": name, "kwargs": kwargs}]}})
         start = time.perf_counter()
         adv, attrs = craft(model, spec, args.budget, inputs, targets, ids, params, source, device, train)
         seconds = time.perf_counter() - start

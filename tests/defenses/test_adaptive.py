@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from udcshield.attacks import PGD, distortion
-from udcshield.defenses import AdaptivePGD, DefendedRestorer, NoiseDraw, default_generator_factory
+from udcshield.defenses import DefendedRestorer, NoiseDraw, default_generator_factory
+from udcshield.defenses.adaptive import AdaptivePGD
 
 from tests import tiny
 from tests.tiny import FreshDraws, TinyRestorer, images

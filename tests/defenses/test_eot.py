@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from udcshield.attacks import distortion
-from udcshield.defenses import NoiseDraw, eot_loss_grad
+from udcshield.defenses import NoiseDraw
+from udcshield.defenses.eot import eot_loss_grad
 
 from tests.tiny import defended, images
 

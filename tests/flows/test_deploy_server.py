@@ -1,7 +1,7 @@
 """Deployments against a real ``prefect server`` on loopback (SQLite in a temporary PREFECT_HOME).
 
 The deployed runs execute the real ``dvc repro`` on a small DVC project whose stage writes records and a
-report in the pipeline's formats (the full tiny pipeline is covered by tests/test_pipeline_e2e.py and takes
+report in the pipeline's formats (the full tiny pipeline is covered by tests/test_e2e.py and takes
 minutes); one stage fails on purpose. Server, serve process, worker and their children are killed at the end.
 """
 
@@ -28,7 +28,7 @@ import pytest
 from flows.repro import ARTIFACT_KEY
 from tasks.common import visible_gpu_count
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # a real Prefect server: never hang CI
 
 ROOT = Path(__file__).resolve().parents[2]
 # Stand-ins for credentials present in the environment of every deployed run: none may reach a file,

@@ -61,10 +61,10 @@ def test_static_closure_covers_what_the_stage_imports_at_run_time(stage):
         import json, sys
         import flows.__main__
         from udcshield.pipeline.runner import get_stage
-        from udcshield.preflight import preflight_modules
+        from udcshield.preflight import section_module
         stage = get_stage({stage!r})
-        for name in preflight_modules(stage.sections):
-            __import__(name)
+        for section in stage.sections:
+            __import__(section_module(section))
         print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('udcshield', 'flows', 'tasks'))))
     """)
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)

@@ -9,22 +9,14 @@ counted :class:`QueryOracle`: SimBA "simba" (Guo et al. 2019) and Square "square
 distortion of a UDC restorer's output (Song et al., arXiv 2402.13629) in the [0, 1] domain.
 
 Budgets (integers in units of 1/256) become radii through :mod:`udcshield.attacks.budget`, from the threat
-model each attack declares (``threat_norm``, ``budget_mode``). torchattacks is not required: the attacks
-speak its interface through :class:`ImageAttack`.
+model each attack declares (``threat_norm``, ``budget_mode``; looked up by name in
+:mod:`udcshield.attacks.registry`). torchattacks is not required: the attacks speak its interface through
+:class:`ImageAttack`.
 """
 
 from udcshield.attacks.base import ImageAttack, check_images, project_linf, representable_budget
 from udcshield.attacks.bim import BIM
-from udcshield.attacks.budget import (
-    BUDGET_UNIT,
-    attack_constructor_eps,
-    budget_mode,
-    budget_radius,
-    budget_to_linf,
-    check_budget,
-    threat_model,
-    threat_norm,
-)
+from udcshield.attacks.budget import BUDGET_UNIT, budget_to_linf, check_budget
 from udcshield.attacks.cw import CW
 from udcshield.attacks.fgsm import FGSM
 from udcshield.attacks.lpips import LPIPS
@@ -34,7 +26,18 @@ from udcshield.attacks.objectives import OBJECTIVES, TARGETED, UNTARGETED, disto
 from udcshield.attacks.oracle import QueryBudgetExceeded, QueryOracle
 from udcshield.attacks.pgd import PGD
 from udcshield.attacks.pgd_l2 import PGDL2, project_l2
-from udcshield.attacks.registry import attack_class, attack_kwargs, create_attack, list_attacks, register_attack
+from udcshield.attacks.registry import (
+    attack_class,
+    attack_constructor_eps,
+    attack_kwargs,
+    budget_mode,
+    budget_radius,
+    create_attack,
+    list_attacks,
+    register_attack,
+    threat_model,
+    threat_norm,
+)
 from udcshield.attacks.simba import SimBA
 from udcshield.attacks.square import Square
 from udcshield.attacks.transfer import EnsembleModel, transfer_attack

@@ -14,14 +14,16 @@ function-style universal perturbation, :mod:`udcshield.attacks.universal`):
     ``"projected"`` (a minimum-norm attack such as C&W-L2, Carlini & Wagner 2017, has no radius argument;
     its result is projected onto the ``threat_norm`` ball of the budget afterwards).
 
-:data:`BUDGET_UNIT` is the one place the number 256 lives.
+:data:`BUDGET_UNIT` is the one place the number 256 lives. This module works on a declared (threat_norm,
+budget_mode) pair and imports no attack; the lookups by attack name (:func:`udcshield.attacks.registry.threat_model`,
+:func:`~udcshield.attacks.registry.budget_radius`, :func:`~udcshield.attacks.registry.attack_constructor_eps`, ...)
+live in :mod:`udcshield.attacks.registry`, which knows every attack.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-from typing import Any
 
 BUDGET_UNIT = 256
 """Budgets count steps of 1/BUDGET_UNIT of the [0, 1] image domain (one 8-bit grey level)."""
@@ -33,9 +35,6 @@ THREAT_NORMS: tuple[str, ...] = (LINF, L2)
 RADIUS = "radius"
 PROJECTED = "projected"
 BUDGET_MODES: tuple[str, ...] = (RADIUS, PROJECTED)
-
-UNIVERSAL = "universal"
-"""Name of the universal perturbation (a function, :func:`udcshield.attacks.universal_perturbation`)."""
 
 
 def check_budget(budget: object) -> int:
@@ -60,63 +59,35 @@ def check_threat_model(owner: str, norm: object, mode: object) -> tuple[str, str
     return str(norm), str(mode)
 
 
-def _declaration(name: str) -> tuple[str, Any, Any]:
-    """(owner, threat_norm, budget_mode) as declared by attack ``name`` (registered class or universal)."""
-    if isinstance(name, str) and name.lower() == UNIVERSAL:
-        from udcshield.attacks import universal
-
-        return "udcshield.attacks.universal", universal.THREAT_NORM, universal.BUDGET_MODE
-    from udcshield.attacks.registry import attack_class, list_attacks
-
-    try:
-        cls = attack_class(name)
-    except ValueError:
-        raise ValueError(f"unknown attack {name!r}; valid: {[*list_attacks(), UNIVERSAL]}") from None
-    owner = cls.__name__
-    return owner, getattr(cls, "threat_norm", None), getattr(cls, "budget_mode", None)
-
-
-def threat_model(name: str) -> tuple[str, str]:
-    """(threat_norm, budget_mode) declared by attack ``name``, e.g. ("linf", "radius") for "pgd"."""
-    return check_threat_model(*_declaration(name))
-
-
-def threat_norm(name: str) -> str:
-    """The norm budgets of attack ``name`` are measured in (and its stored perturbations are bounded in)."""
-    return threat_model(name)[0]
-
-
-def budget_mode(name: str) -> str:
-    """How attack ``name`` applies a budget: "radius" (constructor ``eps``) or "projected" (afterwards)."""
-    return threat_model(name)[1]
-
-
-def _check_shape(image_shape: object) -> tuple[int, ...]:
+def check_image_shape(image_shape: object) -> tuple[int, ...]:
+    """Return ``image_shape`` as a tuple of ints if it is a non-empty tuple or list of positive ints (C, H, W)."""
     if not isinstance(image_shape, (tuple, list)) or not image_shape or any(
             isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 1 for d in image_shape):
         raise ValueError(f"image_shape must be a non-empty tuple of positive ints (C, H, W), got {image_shape!r}")
     return tuple(int(d) for d in image_shape)
 
 
-def budget_radius(name: str, budget: int, image_shape: tuple[int, ...]) -> float:
-    """Radius of ``budget`` in attack ``name``'s threat norm, for images of ``image_shape`` (C, H, W).
+def radius(norm: str, budget: int, image_shape: tuple[int, ...]) -> float:
+    """Radius of ``budget`` in the threat norm ``norm`` ("linf" or "l2"), for images of ``image_shape`` (C, H, W).
 
     L-infinity: budget / 256. L2: the same root-mean-square level over the C*H*W values,
     budget / 256 * sqrt(C H W) (a uniform change of budget / 256 on every value has exactly that norm).
     """
-    norm = threat_norm(name)
-    shape = _check_shape(image_shape)
+    if norm not in THREAT_NORMS:
+        raise ValueError(f"threat_norm must be one of {list(THREAT_NORMS)}, got {norm!r}")
+    shape = check_image_shape(image_shape)
     eps = budget_to_linf(budget)
     if norm == L2:
         return eps * math.sqrt(math.prod(shape))
     return eps
 
 
-def attack_constructor_eps(name: str, budget: int, image_shape: tuple[int, ...]) -> float | None:
-    """The ``eps`` to construct attack ``name`` with at ``budget``; None for a "projected" attack (C&W),
-    whose result is projected onto the ball of radius :func:`budget_radius` instead."""
-    if budget_mode(name) == PROJECTED:
+def constructor_eps(norm: str, mode: str, budget: int, image_shape: tuple[int, ...]) -> float | None:
+    """The ``eps`` to construct an attack declaring (``norm``, ``mode``) with at ``budget``; None for a
+    "projected" attack (C&W), whose result is projected onto the ball of radius :func:`radius` instead."""
+    check_threat_model("constructor_eps", norm, mode)
+    if mode == PROJECTED:
         check_budget(budget)
-        _check_shape(image_shape)
+        check_image_shape(image_shape)
         return None
-    return budget_radius(name, budget, image_shape)
+    return radius(norm, budget, image_shape)

@@ -6,6 +6,11 @@ Built-in attacks on restorers (Song et al., arXiv 2402.13629), all untargeted by
 (PGD on LPIPS, Zhang et al. 2018), and the black-box "simba" (Guo et al. 2019) and "square"
 (Andriushchenko et al. 2020). Universal perturbations and transfer attacks are functions
 (:mod:`udcshield.attacks.universal`, :mod:`udcshield.attacks.transfer`), not registry entries.
+
+The registry also answers, by attack name, the threat model each attack declares (``threat_norm``,
+``budget_mode``; the universal perturbation declares it as module attributes) and the radius a budget
+becomes for it (:func:`budget_radius`, :func:`attack_constructor_eps`); the conversion itself is
+:mod:`udcshield.attacks.budget`.
 """
 
 from __future__ import annotations
@@ -16,8 +21,10 @@ from typing import Any
 
 from torch import nn
 
+import udcshield.attacks.universal as universal
 from udcshield.attacks.base import ImageAttack
 from udcshield.attacks.bim import BIM
+from udcshield.attacks.budget import check_threat_model, constructor_eps, radius
 from udcshield.attacks.cw import CW
 from udcshield.attacks.fgsm import FGSM
 from udcshield.attacks.lpips_attack import LPIPSPGD
@@ -88,3 +95,49 @@ def _lookup(name: str) -> type[ImageAttack]:
     if not isinstance(name, str) or name.lower() not in _REGISTRY:
         raise ValueError(f"unknown attack {name!r}; valid: {list_attacks()}")
     return _REGISTRY[name.lower()]
+
+
+UNIVERSAL = "universal"
+"""Name of the universal perturbation (a function, :func:`udcshield.attacks.universal_perturbation`)."""
+
+
+def _declaration(name: str) -> tuple[str, Any, Any]:
+    """(owner, threat_norm, budget_mode) as declared by attack ``name`` (registered class or universal)."""
+    if isinstance(name, str) and name.lower() == UNIVERSAL:
+        return "udcshield.attacks.universal", universal.THREAT_NORM, universal.BUDGET_MODE
+    try:
+        cls = attack_class(name)
+    except ValueError:
+        raise ValueError(f"unknown attack {name!r}; valid: {[*list_attacks(), UNIVERSAL]}") from None
+    owner = cls.__name__
+    return owner, getattr(cls, "threat_norm", None), getattr(cls, "budget_mode", None)
+
+
+def threat_model(name: str) -> tuple[str, str]:
+    """(threat_norm, budget_mode) declared by attack ``name``, e.g. ("linf", "radius") for "pgd"."""
+    return check_threat_model(*_declaration(name))
+
+
+def threat_norm(name: str) -> str:
+    """The norm budgets of attack ``name`` are measured in (and its stored perturbations are bounded in)."""
+    return threat_model(name)[0]
+
+
+def budget_mode(name: str) -> str:
+    """How attack ``name`` applies a budget: "radius" (constructor ``eps``) or "projected" (afterwards)."""
+    return threat_model(name)[1]
+
+
+def budget_radius(name: str, budget: int, image_shape: tuple[int, ...]) -> float:
+    """Radius of ``budget`` in attack ``name``'s threat norm, for images of ``image_shape`` (C, H, W).
+
+    L-infinity: budget / 256. L2: the same root-mean-square level over the C*H*W values,
+    budget / 256 * sqrt(C H W) (:func:`udcshield.attacks.budget.radius`).
+    """
+    return radius(threat_norm(name), budget, image_shape)
+
+
+def attack_constructor_eps(name: str, budget: int, image_shape: tuple[int, ...]) -> float | None:
+    """The ``eps`` to construct attack ``name`` with at ``budget``; None for a "projected" attack (C&W),
+    whose result is projected onto the ball of radius :func:`budget_radius` instead."""
+    return constructor_eps(*threat_model(name), budget, image_shape)

@@ -26,7 +26,7 @@ from udcshield.attacks.base import (
 from udcshield.attacks.budget import LINF, RADIUS
 from udcshield.attacks.objectives import check_objective, distortion
 
-# Threat model of the universal perturbation, read by :mod:`udcshield.attacks.budget` (the attack classes
+# Threat model of the universal perturbation, read by :mod:`udcshield.attacks.registry` (the attack classes
 # declare the same as class attributes): budgets are L-infinity radii passed as ``eps``.
 THREAT_NORM: str = LINF
 BUDGET_MODE: str = RADIUS

@@ -5,15 +5,16 @@ Ho et al. 2020; DDIM, Song et al. 2021; GDMP input guidance, Wang et al. 2022) i
 :class:`SamplerConfig` run by :func:`reverse_chain` (DiffPure, Nie et al. 2022); :meth:`DiffusionPurifier.purify`,
 :func:`purify_ddim` and :func:`guided_purify` are thin wrappers of it. The defended system (purify →
 restore, :class:`DefendedRestorer`, noise passed explicitly as a :class:`NoiseDraw`) and the attacks
-that see it (:class:`AdaptivePGD`: BPDA, EOT, full checkpointed gradients; Athalye et al. 2018) are
-what adaptive evaluation needs.
+that see it (:class:`udcshield.defenses.adaptive.AdaptivePGD`: BPDA, EOT, full checkpointed gradients;
+Athalye et al. 2018) are what adaptive evaluation needs. ``AdaptivePGD`` and :func:`udcshield.defenses.eot.eot_loss_grad`
+are imported from their modules, not from this package, because they build on the attacks: a stage that
+only purifies does not depend on them.
 """
 
 from udcshield.defenses.purifier import DiffusionPurifier, load_purifier, save_purifier, strided_timesteps
 from udcshield.defenses.bpda import BlockedGradientError, bpda, gradient_blocked
-from udcshield.defenses.ddim import ddim_step, purify_ddim
-from udcshield.defenses.guidance import guided_purify
-from udcshield.defenses.samplers import SamplerConfig, reverse_chain
+from udcshield.defenses.ddim import ddim_step
+from udcshield.defenses.samplers import SamplerConfig, guided_purify, purify_ddim, reverse_chain
 from udcshield.defenses.defended import (
     GRADIENT_MODES,
     DefendedRestorer,
@@ -21,11 +22,8 @@ from udcshield.defenses.defended import (
     NoiseDraw,
     default_generator_factory,
 )
-from udcshield.defenses.eot import eot_loss_grad
-from udcshield.defenses.adaptive import AdaptivePGD
 
 __all__ = [
-    "AdaptivePGD",
     "BlockedGradientError",
     "DefendedRestorer",
     "DiffusionPurifier",
@@ -36,7 +34,6 @@ __all__ = [
     "bpda",
     "ddim_step",
     "default_generator_factory",
-    "eot_loss_grad",
     "gradient_blocked",
     "guided_purify",
     "load_purifier",

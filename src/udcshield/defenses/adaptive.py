@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from udcshield.attacks.base import check_int
+from udcshield.attacks.budget import budget_to_linf
 from udcshield.attacks.pgd import PGD
 from udcshield.defenses.defended import DefendedRestorer, DrawSequence
 from udcshield.seeding import derive_seed
@@ -58,7 +59,7 @@ class AdaptivePGD(PGD):
     def __init__(
         self,
         defended: DefendedRestorer,
-        eps: float = 8 / 256,
+        eps: float = budget_to_linf(8),
         alpha: float | None = None,
         steps: int = 20,
         eot_samples: int = 1,

@@ -10,9 +10,10 @@ the simple ε-loss (Ho et al. 2020) and replaces the Markov reverse chain by the
 
 With η = 0 the reverse chain is a deterministic function of z_t*, so purification (Nie et al. 2022,
 DiffPure; Song et al., arXiv 2402.13629) is random only through the forward diffusion to t*. η = 1
-gives DDPM-like ancestral noise. Timesteps follow :func:`udcshield.defenses.purifier.strided_timesteps`
+gives DDPM-like ancestral noise. Timesteps follow :func:`udcshield.defenses.schedule.strided_timesteps`
 (Ho et al. convention, t ∈ {0, …, T}, ᾱ_0 = 1). This module holds the DDIM step; the chain itself is
-:func:`udcshield.defenses.samplers.reverse_chain` with ``kind="ddim"``.
+:func:`udcshield.defenses.samplers.reverse_chain` with ``kind="ddim"``
+(:func:`udcshield.defenses.samplers.purify_ddim`).
 """
 
 from __future__ import annotations
@@ -22,12 +23,12 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from udcshield.defenses.purifier import DiffusionPurifier, Generators, _randn
+from udcshield.defenses.schedule import Generators, _randn
 
 if TYPE_CHECKING:
-    from udcshield.defenses.samplers import NoisePredictor
+    from udcshield.defenses.purifier import DiffusionPurifier
 
-__all__ = ["ddim_step", "purify_ddim", "check_eta", "check_t_star"]
+__all__ = ["ddim_step", "check_eta"]
 
 
 def check_eta(eta: float) -> float:
@@ -35,15 +36,6 @@ def check_eta(eta: float) -> float:
     if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not math.isfinite(eta) or not 0 <= eta <= 1:
         raise ValueError(f"eta must be a finite number in [0, 1], got {eta!r}")
     return float(eta)
-
-
-def check_t_star(purifier: DiffusionPurifier, t_star: int) -> int:
-    """Return ``t_star`` if it is an int in [0, T] for ``purifier``, else raise ValueError naming it."""
-    if not isinstance(purifier, DiffusionPurifier):
-        raise ValueError(f"purifier must be a DiffusionPurifier, got {type(purifier).__name__}")
-    if not isinstance(t_star, int) or isinstance(t_star, bool) or not 0 <= t_star <= purifier.num_train_timesteps:
-        raise ValueError(f"t_star must be an int in [0, {purifier.num_train_timesteps}], got {t_star!r}")
-    return t_star
 
 
 def ddim_step(
@@ -87,45 +79,3 @@ def ddim_step(
             raise ValueError("ddim_step with eta > 0 needs a generator")
         z_s = z_s + sigma * _randn(tuple(z_t.shape), generator, z_t)
     return z_s
-
-
-def purify_ddim(
-    purifier: DiffusionPurifier,
-    x: torch.Tensor,
-    *,
-    t_star: int,
-    num_steps: int | None = None,
-    generator: Generators,
-    eta: float = 0.0,
-    clip_denoised: bool = True,
-    checkpoint: bool = False,
-    noise_predictor: NoisePredictor | None = None,
-) -> torch.Tensor:
-    """DiffPure-style purification (Nie et al. 2022) with a DDIM reverse chain (Song et al. 2021).
-
-    Diffuses ``x`` to t* with fresh Gaussian noise from ``generator`` (the only random draw when
-    eta = 0), then runs ``num_steps`` DDIM updates from t* to 0 on the timesteps of
-    :func:`strided_timesteps` using the purifier's ε-UNet (no retraining). A thin wrapper of
-    :func:`udcshield.defenses.samplers.reverse_chain` with a "ddim"
-    :class:`~udcshield.defenses.samplers.SamplerConfig`.
-
-    Args:
-        purifier: a trained :class:`DiffusionPurifier` (its UNet and ᾱ schedule are used).
-        x: (B, 3, H, W) float images in [0, 1], any H, W (padded internally, cropped back).
-        t_star: diffusion depth in [0, T]; 0 returns a copy of ``x`` (no noise, no network call).
-        num_steps: network evaluations, None = every step t*, …, 1.
-        generator: one generator or one per image; draw order: forward noise, then (eta > 0 only)
-            one draw per reverse step except the last.
-        eta: DDIM stochasticity in [0, 1]; 0 = deterministic reverse chain.
-        clip_denoised: clip x̂0 to [-1, 1] at each step.
-        checkpoint: gradient checkpointing of each UNet call (for adaptive attacks through the chain).
-        noise_predictor: execute the network through this callable (see
-            :func:`udcshield.accel.accelerate_purifier`); None = the plain UNet.
-
-    Returns:
-        (B, 3, H, W) purified images clamped to [0, 1]; differentiable w.r.t. ``x`` under grad mode.
-    """
-    from udcshield.defenses.samplers import SamplerConfig, reverse_chain
-
-    config = SamplerConfig(kind="ddim", t_star=t_star, num_steps=num_steps, eta=eta, clip_denoised=bool(clip_denoised))
-    return reverse_chain(purifier, x, config, generator, checkpoint=checkpoint, noise_predictor=noise_predictor)

@@ -34,9 +34,9 @@ import torch
 from torch import nn
 
 from udcshield.defenses.bpda import bpda, gradient_blocked
-from udcshield.defenses.ddim import check_t_star
-from udcshield.defenses.purifier import DiffusionPurifier, Generators
+from udcshield.defenses.purifier import DiffusionPurifier
 from udcshield.defenses.samplers import SamplerConfig, reverse_chain
+from udcshield.defenses.schedule import Generators, check_t_star
 from udcshield.seeding import derive_seed
 
 __all__ = ["DefendedRestorer", "GRADIENT_MODES", "GeneratorFactory", "NoiseDraw", "DrawSequence",

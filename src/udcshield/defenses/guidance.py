@@ -13,7 +13,9 @@ Adding the shift after the sampler's update equals shifting the mean before its 
 gradient of the squared L2 distance is used in closed form (GDMP also proposes SSIM guidance; not
 implemented). A per-step pull 2 · guidance_scale · v_ts above 1 overshoots the reference.
 
-``guidance_scale = 0`` (the default everywhere) is exactly the unguided sampler: no extra draws.
+``guidance_scale = 0`` (the default everywhere) is exactly the unguided sampler: no extra draws. This module
+holds the shift; the guided chain is :func:`udcshield.defenses.samplers.reverse_chain`
+(:func:`udcshield.defenses.samplers.guided_purify`).
 """
 
 from __future__ import annotations
@@ -23,13 +25,12 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from udcshield.defenses.purifier import DiffusionPurifier, Generators, _randn
+from udcshield.defenses.schedule import Generators, _randn
 
 if TYPE_CHECKING:
-    from udcshield.defenses.samplers import NoisePredictor
+    from udcshield.defenses.purifier import DiffusionPurifier
 
-__all__ = ["guided_purify", "guidance_pull", "posterior_variance", "check_guidance_scale", "SAMPLERS",
-           "REFERENCE_NOISE"]
+__all__ = ["guidance_pull", "posterior_variance", "check_guidance_scale", "SAMPLERS", "REFERENCE_NOISE"]
 
 SAMPLERS: tuple[str, ...] = ("ddpm", "ddim")
 REFERENCE_NOISE: tuple[str, ...] = ("fresh", "forward")
@@ -66,53 +67,3 @@ def guidance_pull(purifier: DiffusionPurifier, z: torch.Tensor, t: int, s: int, 
     noise = _randn(tuple(z0.shape), generator, z0) if reference_noise == "fresh" else forward_noise
     reference = math.sqrt(abar_t) * z0 + math.sqrt(1.0 - abar_t) * noise
     return (2.0 * scale * variance) * (z - reference)
-
-
-def guided_purify(
-    purifier: DiffusionPurifier,
-    x: torch.Tensor,
-    *,
-    t_star: int,
-    num_steps: int | None = None,
-    generator: Generators,
-    guidance_scale: float = 0.0,
-    sampler: str = "ddpm",
-    eta: float = 0.0,
-    reference_noise: str = "fresh",
-    clip_denoised: bool = True,
-    checkpoint: bool = False,
-    noise_predictor: NoisePredictor | None = None,
-) -> torch.Tensor:
-    """Purify ``x`` with a DDPM or DDIM reverse chain guided toward the input (GDMP, Wang et al. 2022).
-
-    A thin wrapper of :func:`udcshield.defenses.samplers.reverse_chain`; the arguments are the fields
-    of its :class:`~udcshield.defenses.samplers.SamplerConfig`.
-
-    Args:
-        purifier: a trained :class:`DiffusionPurifier`.
-        x: (B, 3, H, W) float images in [0, 1] (the possibly attacked input), any H, W.
-        t_star: diffusion depth in [0, T]; 0 returns a copy of ``x``.
-        num_steps: network evaluations (None = every step; see :func:`strided_timesteps`).
-        generator: one generator or one per image.
-        guidance_scale: >= 0; 0 gives exactly :meth:`DiffusionPurifier.purify` (sampler "ddpm") or
-            :func:`udcshield.defenses.ddim.purify_ddim` (sampler "ddim") for the same generator.
-        sampler: "ddpm" (ancestral, Ho et al. 2020) or "ddim" (Song et al. 2021, with ``eta``).
-        eta: DDIM stochasticity in [0, 1] (ignored by "ddpm").
-        reference_noise: "fresh" draws r_t ~ q(z_t | x) anew at every guided step (GDMP, Algorithm 1);
-            "forward" reuses the forward-diffusion noise, r_t = √ᾱ_t x + √(1−ᾱ_t) ε_fwd (no extra draws).
-        clip_denoised: clip x̂0 to [-1, 1] at each step.
-        checkpoint: gradient checkpointing of each UNet call.
-        noise_predictor: execute the network through this callable (see
-            :func:`udcshield.accel.accelerate_purifier`); None = the plain UNet.
-
-    Draw order: forward noise; then per step t → s: the reference noise (guided steps with s > 0 and
-    reference_noise="fresh"), then the sampler's noise (DDPM with s > 0, DDIM with eta > 0 and s > 0).
-
-    Returns:
-        (B, 3, H, W) purified images clamped to [0, 1], differentiable w.r.t. ``x`` under grad mode.
-    """
-    from udcshield.defenses.samplers import SamplerConfig, reverse_chain
-
-    config = SamplerConfig(kind=sampler, t_star=t_star, num_steps=num_steps, eta=eta, guidance_scale=guidance_scale,
-                           reference_noise=reference_noise, clip_denoised=bool(clip_denoised))
-    return reverse_chain(purifier, x, config, generator, checkpoint=checkpoint, noise_predictor=noise_predictor)

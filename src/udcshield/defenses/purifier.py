@@ -28,67 +28,18 @@ import torch.nn.functional as F
 from diffusers import DDPMScheduler, UNet2DModel
 from torch import nn
 
+from udcshield.defenses.samplers import SamplerConfig, reverse_chain
+from udcshield.defenses.schedule import Generators, _randn, check_steps, strided_timesteps
 from udcshield.models.checkpoint import load_state_dict_strict, read_checkpoint_folder, write_checkpoint_folder
 from udcshield.models.registry import check_image_batch, init_from_generator
 
 if TYPE_CHECKING:
-    from udcshield.defenses.samplers import NoisePredictor
+    from udcshield.accel import NoisePredictor
 
 __all__ = ["DiffusionPurifier", "save_purifier", "load_purifier", "strided_timesteps", "check_steps"]
 
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid")
 PURIFIER_ARCHITECTURE = "ddpm_unet2d"
-Generators = torch.Generator | Sequence[torch.Generator]
-
-
-def check_steps(t_star: int, num_steps: int | None) -> None:
-    """Raise ValueError unless ``t_star`` is a non-negative int and ``num_steps`` is None or an int in
-    [1, t_star] (0 when t_star = 0): the arguments :func:`strided_timesteps` accepts."""
-    if not isinstance(t_star, int) or isinstance(t_star, bool) or t_star < 0:
-        raise ValueError(f"t_star must be a non-negative int, got {t_star!r}")
-    if num_steps is None:
-        return
-    if not isinstance(num_steps, int) or isinstance(num_steps, bool) or not min(1, t_star) <= num_steps <= t_star:
-        allowed = "None (or 0) when t_star=0" if t_star == 0 else f"None or an int in [1, t_star={t_star}]"
-        raise ValueError(f"num_steps must be {allowed}, got {num_steps!r}")
-
-
-def strided_timesteps(t_star: int, num_steps: int | None = None) -> list[int]:
-    """Descending timesteps (Ho et al. 2020 convention, 1..t_star) where the reverse chain evaluates the network.
-
-    Strided sampling follows the respacing idea of Nichol & Dhariwal 2021 (improved DDPM) with the exact
-    DDPM posterior between the kept steps.
-
-    ``num_steps=None`` gives every step ``[t_star, t_star-1, ..., 1]``; otherwise ``num_steps`` values
-    evenly spaced from ``t_star`` down to 1 (rounded half up), always starting at ``t_star``; with
-    ``num_steps=1`` the single step jumps from t_star straight to 0.
-    """
-    check_steps(t_star, num_steps)
-    if num_steps is None or num_steps == t_star:
-        return list(range(t_star, 0, -1))
-    if num_steps == 1:
-        return [t_star]
-    stride = (t_star - 1) / (num_steps - 1)
-    steps = [math.floor(t_star - i * stride + 0.5) for i in range(num_steps)]
-    if len(set(steps)) != num_steps:  # spacing >= 1 makes this unreachable; keep the guarantee explicit
-        raise AssertionError(f"strided timesteps collided: {steps}")
-    return steps
-
-
-def _randn(shape: tuple[int, ...], generator: Generators, like: torch.Tensor) -> torch.Tensor:
-    """Standard normal noise of ``shape`` drawn on the generator's device, then moved next to ``like``.
-
-    A sequence of generators gives one per batch element (per-image seeds, batch-size independent).
-    """
-    if isinstance(generator, torch.Generator):
-        noise = torch.randn(shape, generator=generator, device=generator.device, dtype=like.dtype)
-        return noise.to(like.device)
-    generators = list(generator)
-    if len(generators) != shape[0]:
-        raise ValueError(f"got {len(generators)} generators for a batch of {shape[0]}")
-    draws = [torch.randn((1, *shape[1:]), generator=g, device=g.device, dtype=like.dtype).to(like.device)
-             for g in generators]
-    return torch.cat(draws)
 
 
 class DiffusionPurifier(nn.Module):
@@ -289,8 +240,6 @@ class DiffusionPurifier(nn.Module):
             (B, 3, H, W) purified images clamped to [0, 1]. Grad mode is left to the caller: under
             ``torch.enable_grad`` gradients flow to ``x`` (nothing is detached).
         """
-        from udcshield.defenses.samplers import SamplerConfig, reverse_chain
-
         config = SamplerConfig(kind="ddpm", t_star=t_star, num_steps=num_steps, clip_denoised=bool(clip_denoised))
         return reverse_chain(self, x, config, generator, checkpoint=checkpoint, noise_predictor=noise_predictor)
 

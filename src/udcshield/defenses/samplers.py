@@ -3,9 +3,9 @@
 Purification (DiffPure, Nie et al., ICML 2022) diffuses the input to a moderate timestep t* and runs a
 reverse chain back to 0 with the DDPM's ε-network (Ho et al., NeurIPS 2020). The chain is described by
 a :class:`SamplerConfig` and run by :func:`reverse_chain`; everything that purifies goes through it
-(:meth:`DiffusionPurifier.purify`, :func:`udcshield.defenses.ddim.purify_ddim`,
-:func:`udcshield.defenses.guidance.guided_purify`, :class:`udcshield.defenses.defended.DefendedRestorer`,
-:func:`udcshield.defenses.dataset.purify_set`). The step math lives next to each sampler:
+(:meth:`DiffusionPurifier.purify` and the thin wrappers :func:`purify_ddim` and :func:`guided_purify` here,
+:class:`udcshield.defenses.defended.DefendedRestorer`, :func:`udcshield.defenses.dataset.purify_set`). The step
+math lives next to each sampler:
 
 * "ddpm": the exact DDPM posterior between consecutive kept timesteps (Ho et al. 2020, Eq. 6–7),
   :meth:`DiffusionPurifier.reverse_step`; with ``num_steps`` < t* the timesteps are strided as in the
@@ -26,18 +26,23 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import partial
+from typing import TYPE_CHECKING
 
 import torch
 from torch.utils.checkpoint import checkpoint as grad_checkpoint
 
 from udcshield.accel import NoisePredictor
-from udcshield.defenses.ddim import check_eta, check_t_star, ddim_step
+from udcshield.defenses.ddim import check_eta, ddim_step
 from udcshield.defenses.guidance import REFERENCE_NOISE, SAMPLERS, check_guidance_scale, guidance_pull
-from udcshield.defenses.purifier import DiffusionPurifier, Generators, _randn, check_steps, strided_timesteps
+from udcshield.defenses.schedule import Generators, _randn, check_steps, check_t_star, strided_timesteps
 from udcshield.models.registry import check_image_batch
 from udcshield.models.unet import pad_to_multiple
 
-__all__ = ["SamplerConfig", "NoisePredictor", "reverse_chain", "noise_estimate", "SAMPLERS", "REFERENCE_NOISE"]
+if TYPE_CHECKING:
+    from udcshield.defenses.purifier import DiffusionPurifier
+
+__all__ = ["SamplerConfig", "NoisePredictor", "reverse_chain", "noise_estimate", "purify_ddim", "guided_purify",
+           "SAMPLERS", "REFERENCE_NOISE"]
 
 @dataclass(frozen=True, kw_only=True)
 class SamplerConfig:
@@ -48,7 +53,7 @@ class SamplerConfig:
         t_star: diffusion depth, a non-negative int (its upper bound T is the purifier's and is checked
             by :func:`reverse_chain`); 0 means no purification.
         num_steps: network evaluations; None = every step t*, …, 1, otherwise an int in [1, t*]
-            (:func:`udcshield.defenses.purifier.strided_timesteps`).
+            (:func:`udcshield.defenses.schedule.strided_timesteps`).
         eta: DDIM stochasticity in [0, 1] (0 = deterministic reverse chain); ignored by "ddpm".
         guidance_scale: GDMP input guidance strength >= 0 (Wang et al. 2022); 0 = unguided, with
             exactly the unguided draws.
@@ -175,3 +180,91 @@ def reverse_chain(
                                clip_denoised=config.clip_denoised)
         z = z_next if pull is None else z_next - pull
     return purifier.from_model_space(z[..., :height, :width]).clamp(0.0, 1.0)
+
+
+def purify_ddim(
+    purifier: DiffusionPurifier,
+    x: torch.Tensor,
+    *,
+    t_star: int,
+    num_steps: int | None = None,
+    generator: Generators,
+    eta: float = 0.0,
+    clip_denoised: bool = True,
+    checkpoint: bool = False,
+    noise_predictor: NoisePredictor | None = None,
+) -> torch.Tensor:
+    """DiffPure-style purification (Nie et al. 2022) with a DDIM reverse chain (Song et al. 2021).
+
+    Diffuses ``x`` to t* with fresh Gaussian noise from ``generator`` (the only random draw when
+    eta = 0), then runs ``num_steps`` DDIM updates (:func:`udcshield.defenses.ddim.ddim_step`) from t* to 0
+    on the timesteps of :func:`~udcshield.defenses.schedule.strided_timesteps` using the purifier's ε-UNet
+    (no retraining). A thin wrapper of :func:`reverse_chain` with a "ddim" :class:`SamplerConfig`.
+
+    Args:
+        purifier: a trained :class:`DiffusionPurifier` (its UNet and ᾱ schedule are used).
+        x: (B, 3, H, W) float images in [0, 1], any H, W (padded internally, cropped back).
+        t_star: diffusion depth in [0, T]; 0 returns a copy of ``x`` (no noise, no network call).
+        num_steps: network evaluations, None = every step t*, …, 1.
+        generator: one generator or one per image; draw order: forward noise, then (eta > 0 only)
+            one draw per reverse step except the last.
+        eta: DDIM stochasticity in [0, 1]; 0 = deterministic reverse chain.
+        clip_denoised: clip x̂0 to [-1, 1] at each step.
+        checkpoint: gradient checkpointing of each UNet call (for adaptive attacks through the chain).
+        noise_predictor: execute the network through this callable (see
+            :func:`udcshield.accel.accelerate_purifier`); None = the plain UNet.
+
+    Returns:
+        (B, 3, H, W) purified images clamped to [0, 1]; differentiable w.r.t. ``x`` under grad mode.
+    """
+    config = SamplerConfig(kind="ddim", t_star=t_star, num_steps=num_steps, eta=eta, clip_denoised=bool(clip_denoised))
+    return reverse_chain(purifier, x, config, generator, checkpoint=checkpoint, noise_predictor=noise_predictor)
+
+
+def guided_purify(
+    purifier: DiffusionPurifier,
+    x: torch.Tensor,
+    *,
+    t_star: int,
+    num_steps: int | None = None,
+    generator: Generators,
+    guidance_scale: float = 0.0,
+    sampler: str = "ddpm",
+    eta: float = 0.0,
+    reference_noise: str = "fresh",
+    clip_denoised: bool = True,
+    checkpoint: bool = False,
+    noise_predictor: NoisePredictor | None = None,
+) -> torch.Tensor:
+    """Purify ``x`` with a DDPM or DDIM reverse chain guided toward the input (GDMP, Wang et al. 2022).
+
+    A thin wrapper of :func:`reverse_chain`; the arguments are the fields of its :class:`SamplerConfig`
+    (the shift is :func:`udcshield.defenses.guidance.guidance_pull`).
+
+    Args:
+        purifier: a trained :class:`DiffusionPurifier`.
+        x: (B, 3, H, W) float images in [0, 1] (the possibly attacked input), any H, W.
+        t_star: diffusion depth in [0, T]; 0 returns a copy of ``x``.
+        num_steps: network evaluations (None = every step; see
+            :func:`~udcshield.defenses.schedule.strided_timesteps`).
+        generator: one generator or one per image.
+        guidance_scale: >= 0; 0 gives exactly :meth:`DiffusionPurifier.purify` (sampler "ddpm") or
+            :func:`purify_ddim` (sampler "ddim") for the same generator.
+        sampler: "ddpm" (ancestral, Ho et al. 2020) or "ddim" (Song et al. 2021, with ``eta``).
+        eta: DDIM stochasticity in [0, 1] (ignored by "ddpm").
+        reference_noise: "fresh" draws r_t ~ q(z_t | x) anew at every guided step (GDMP, Algorithm 1);
+            "forward" reuses the forward-diffusion noise, r_t = √ᾱ_t x + √(1−ᾱ_t) ε_fwd (no extra draws).
+        clip_denoised: clip x̂0 to [-1, 1] at each step.
+        checkpoint: gradient checkpointing of each UNet call.
+        noise_predictor: execute the network through this callable (see
+            :func:`udcshield.accel.accelerate_purifier`); None = the plain UNet.
+
+    Draw order: forward noise; then per step t → s: the reference noise (guided steps with s > 0 and
+    reference_noise="fresh"), then the sampler's noise (DDPM with s > 0, DDIM with eta > 0 and s > 0).
+
+    Returns:
+        (B, 3, H, W) purified images clamped to [0, 1], differentiable w.r.t. ``x`` under grad mode.
+    """
+    config = SamplerConfig(kind=sampler, t_star=t_star, num_steps=num_steps, eta=eta, guidance_scale=guidance_scale,
+                           reference_noise=reference_noise, clip_denoised=bool(clip_denoised))
+    return reverse_chain(purifier, x, config, generator, checkpoint=checkpoint, noise_predictor=noise_predictor)

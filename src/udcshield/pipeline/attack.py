@@ -27,8 +27,8 @@ import torch
 
 from udcshield.accel import AccelCache, accelerate_restorer_for
 from udcshield.attacks.base import project_linf
-from udcshield.attacks.budget import attack_constructor_eps, budget_mode, budget_radius, budget_to_linf, threat_norm
-from udcshield.attacks.registry import create_attack
+from udcshield.attacks.budget import budget_to_linf
+from udcshield.attacks.registry import attack_constructor_eps, budget_mode, budget_radius, create_attack, threat_norm
 from udcshield.attacks.universal import apply_universal, universal_perturbation
 from udcshield.config import AttackSpec, Params, to_dict
 from udcshield.pipeline.common import check_rgb_pairs, load_pairs, run_batched, to_numpy_images

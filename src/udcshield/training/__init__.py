@@ -2,12 +2,8 @@
 training, paired augmentation.
 
 All functions take explicit torch.Generators and a ``device`` argument; images are (N, 3, H, W) in [0, 1].
+Import from the modules (:mod:`~udcshield.training.restorer`, :mod:`~udcshield.training.robust`,
+:mod:`~udcshield.training.diffusion`, :mod:`~udcshield.training.augment`, :mod:`~udcshield.training.gan`,
+:mod:`~udcshield.training.perceptual`): this package imports none of them, so that a stage depends only on
+the training code it uses (DVC deps follow imports).
 """
-
-from udcshield.training.augment import random_crop_flip_jitter
-from udcshield.training.diffusion import train_purifier
-from udcshield.training.restorer import cosine_lr, train_restorer
-from udcshield.training.robust import MODES, finetune_restorer, select_trainable
-
-__all__ = ["MODES", "cosine_lr", "finetune_restorer", "random_crop_flip_jitter", "select_trainable",
-           "train_purifier", "train_restorer"]

@@ -16,7 +16,7 @@ CPU = torch.device("cpu")
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     torch.set_num_threads(1)
-    raw = sharded_params(attack={"attacks": [{"name": "fgsm", "budgets": [8]}]})
+    raw = sharded_params(attack={"attacks": [{"name": "fgsm", "budgets": [8]}]}, sweep={"attack": "fgsm"})
     params, layout = build_data(tmp_path_factory.mktemp("purify"), raw)
     attack.run(params, layout, CPU)
     purify.run(params, layout, CPU)

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from udcshield.defenses import DiffusionPurifier
-from udcshield.training import train_purifier
+from udcshield.training.diffusion import train_purifier
 
 from tests.tiny import gen
 

@@ -7,7 +7,8 @@ from torch import nn
 
 from udcshield.config import ConfigError
 from udcshield.models import create_restorer
-from udcshield.training import MODES, finetune_restorer, select_trainable, train_restorer
+from udcshield.training.restorer import train_restorer
+from udcshield.training.robust import MODES, finetune_restorer, select_trainable
 from udcshield.training.robust import craft_adversarial, inner_attack, trades_objective
 
 from tests.tiny import gen

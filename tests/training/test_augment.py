@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from udcshield.training import random_crop_flip_jitter
+from udcshield.training.augment import random_crop_flip_jitter
 
 from tests.tiny import gen
 

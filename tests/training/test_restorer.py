@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from udcshield.models import create_restorer
-from udcshield.training import cosine_lr, train_restorer
+from udcshield.training.restorer import cosine_lr, train_restorer
 
 from tests.tiny import gen
 

@@ -12,7 +12,7 @@ from tests.shard_workspace import build_data, sharded_params
 from udcshield.pipeline import attack, purify
 from udcshield.store.zarr_io import read_images, store_attrs
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 CPU = torch.device("cpu")
 
 
