@@ -109,19 +109,24 @@ def run_stage_tasks(stage_name: str, ctx: StageContext) -> dict[str, Any]:
         if meter is not None:
             meter.update(unit.images, **stage.progress_fields(unit, result))
 
+    cpu_only = not any(unit.gpu for unit in units)
+
+    def tagged(unit: Unit):  # the gpu tag (concurrency limit) only on units that use the accelerator
+        return unit_task if unit.gpu else unit_task.with_options(tags=[])
+
     if use_dask:
         resources = None
         with dask_runner(ctx.params.runner) as runner:
-            futures = [runner.submit(unit_task, {"stage": stage_name, "ctx": ctx, "unit": unit}) for unit in units]
+            futures = [runner.submit(tagged(unit), {"stage": stage_name, "ctx": ctx, "unit": unit}) for unit in units]
             by_id = {id(f): u for f, u in zip(futures, units)}
             for future in as_completed(futures):
                 done(by_id[id(future)], future.result())
             results = [future.result() for future in futures]
     else:
-        resources = prepare_task(stage_name, ctx)
+        resources = (prepare_task.with_options(tags=[]) if cpu_only else prepare_task)(stage_name, ctx)
         results = []
         for unit in units:
-            results.append(unit_task(stage_name, ctx, unit, resources))
+            results.append(tagged(unit)(stage_name, ctx, unit, resources))
             done(unit, results[-1])
     log_shard_counts(stage_name, results)
     return assemble_task(stage_name, ctx, units, results, resources)

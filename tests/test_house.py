@@ -67,3 +67,13 @@ def test_schema_imports_no_library_module():
     outside = {m: sorted(i for i in deps if not i.startswith("udcshield.config"))
                for m, deps in graph.items() if m.startswith("udcshield.config")}
     assert {m: d for m, d in outside.items() if d} == {}
+
+
+def test_no_stage_imports_another_stage():
+    """Names shared by stages live in udcshield.pipeline.names (and other non-stage modules)."""
+    from udcshield.pipeline.runner import STAGE_NAMES
+
+    stage_modules = {f"udcshield.pipeline.{name}" for name in STAGE_NAMES}
+    graph = library_graph()
+    crossing = {m: sorted(graph[m] & (stage_modules - {m})) for m in stage_modules}
+    assert {m: d for m, d in crossing.items() if d} == {}

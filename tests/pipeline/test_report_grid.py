@@ -30,7 +30,7 @@ def test_grid_store_holds_inputs_and_restorations(built):
     assert info["stage"] == "evaluate" and info["complete"] is True
     assert info["image_ids"] == ["img/000", "img/001"] and (info["attack"], info["budget"]) == ("pgd", 8)
     assert grid_conditions(params) == ("clean", "pgd_8")
-    assert set(info["source_arrays_sha256"]) == {"test.zarr/inputs", "purified.zarr/clean",
+    assert set(info["input_arrays_sha256"]) == {"test.zarr/inputs", "purified.zarr/clean",
                                                  "adversarial.zarr/resunet_tiny/base/pgd/8",
                                                  "purified.zarr/resunet_tiny/base/pgd/8",
                                                  "adversarial.zarr/resunet_tiny/finetuned/pgd/8",

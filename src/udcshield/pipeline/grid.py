@@ -99,7 +99,7 @@ def write_grid(params: Params, layout: Layout, models: dict[str, torch.nn.Module
     prov = make_provenance("evaluate", settings, device=str(device),
                            extra={"image_ids": ids[:k], "attack": spec.name, "budget": budget,
                                   "conditions": list(grid_conditions(params)), "defenses": list(DEFENSES),
-                                  "sources": list(restorers(params)), "source_arrays_sha256": sources,
+                                  "restorers": list(restorers(params)), "input_arrays_sha256": sources,
                                   "checkpoints": input_digests(checkpoints)})
     with write_store(layout.grid_store, prov) as w:
         for name, images in arrays.items():
@@ -114,5 +114,5 @@ def read_grid(layout: Layout, source: str, defense: str, condition: str, role: s
 
 
 def grid_info(layout: Layout) -> dict[str, Any]:
-    """The grid store's attributes: image ids, attack, budget, conditions, sources, provenance."""
+    """The grid store's attributes: image ids, attack, budget, conditions, restorers, provenance."""
     return store_attrs(layout.grid_store)
