@@ -45,12 +45,16 @@ def _busy() -> None:
 
 
 def timed(code: str, home: Path, extra_env: dict[str, str] | None = None) -> float:
-    """Wall seconds of ``python -c code`` with ``PREFECT_HOME=home`` and no configured API."""
+    """Wall seconds of ``python -c code`` with ``PREFECT_HOME=home`` and no configured API; NaN when the
+    process failed (e.g. Prefect's temporary server did not start in time under load)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update({"PREFECT_HOME": str(home), "PYTHONPATH": str(ROOT), "PREFECT_LOGGING_LEVEL": "WARNING",
                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1", **(extra_env or {})})
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True, capture_output=True, timeout=600)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        print(f"failed after {time.perf_counter() - start:.1f} s: {proc.stderr.strip().splitlines()[-1:]}")
+        return float("nan")
     return time.perf_counter() - start
 
 
@@ -68,6 +72,13 @@ def measure(repeats: int) -> dict[str, list[float]]:
     return out
 
 
+def _gap(medians: dict[str, float | None], case: str) -> float | None:
+    """Median seconds of ``case`` beyond the imports alone (None when either never succeeded)."""
+    if medians[case] is None or medians["imports"] is None:
+        return None
+    return round(medians[case] - medians["imports"], 2)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
@@ -81,13 +92,13 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for p in busy:
             p.terminate()
-    medians = {case: round(statistics.median(values), 2) for case, values in runs.items()}
+    medians = {case: round(statistics.median(v for v in values if v == v), 2) if any(v == v for v in values)
+               else None for case, values in runs.items()}
     payload = {"environment": environment("cpu"), "load_processes": args.load, "repeats": args.repeats,
-               "seconds": {case: [round(v, 2) for v in values] for case, values in runs.items()},
+               "seconds": {case: [round(v, 2) if v == v else "failed" for v in values] for case, values in runs.items()},
                "median_s": medians,
-               "api_overhead_s": {"before (temporary server per stage)": round(medians["temporary_server"] -
-                                                                               medians["imports"], 2),
-                                  "after (shared server, warm)": round(medians["shared_warm"] - medians["imports"], 2)}}
+               "api_overhead_s": {"before (temporary server per stage)": _gap(medians, "temporary_server"),
+                                  "after (shared server, warm)": _gap(medians, "shared_warm")}}
     name = "startup_cpu" + (f"_load{args.load}" if args.load else "")
     print(write_result(name, payload))
     print(payload["median_s"], payload["api_overhead_s"])

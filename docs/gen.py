@@ -364,6 +364,7 @@ BENCHMARK_KINDS: dict[str, str] = {
     "purify": "python -m benchmarks.purify --quick",
     "speed": "python -m benchmarks.speed",
     "dynamic_filter": "python -m benchmarks.dynamic_filter",
+    "startup": "python -m benchmarks.startup",
 }
 ATTACK_LABELS = {"fgsm": "FGSM", "pgd": "PGD", "bim": "BIM", "mifgsm": "MI-FGSM", "pgd_l2": "PGD-L2",
                  "cw": "C&W-L2", "lpips_pgd": "LPIPS-PGD", "simba": "SimBA", "square": "Square",
@@ -616,8 +617,28 @@ def dynamic_filter_section(d: Mapping[str, Any]) -> str:
     return "\n".join(out) or "No measurement in this record.\n"
 
 
+def startup_section(d: Mapping[str, Any]) -> str:
+    """Stage start-up: imports and the Prefect API, before and after the shared server (``benchmarks.startup``)."""
+    labels = {"imports": "imports only (`import flows.stages`)",
+              "temporary_server": "before: Prefect's temporary server in every stage",
+              "shared_cold": "after: first stage (starts the shared server)",
+              "shared_warm": "after: every later stage (reuses it)"}
+    seconds = d.get("seconds") or {}
+    medians = d.get("median_s") or {}
+    rows = [[label, "-" if medians.get(k) is None else f"{medians[k]:.2f}",
+             ", ".join(str(v) for v in seconds.get(k, []))] for k, label in labels.items()]
+    out = [f"{d.get('load_processes', 0)} CPU-bound busy processes beside the measurements, "
+           f"{d.get('repeats', '?')} repeats.\n", table(["process", "median (s)", "each run (s)"], rows)]
+    over = d.get("api_overhead_s") or {}
+    if over:
+        out.append("\n" + table(["Prefect API cost per stage", "s"],
+                                 [[k, "-" if v is None else f"{v:.2f}"] for k, v in over.items()]))
+    return "\n".join(out)
+
+
 SECTIONS = {"simulate": simulate_section, "models": models_section, "attacks": attacks_section,
-            "purify": purify_section, "speed": speed_section, "dynamic_filter": dynamic_filter_section}
+            "purify": purify_section, "speed": speed_section, "dynamic_filter": dynamic_filter_section,
+            "startup": startup_section}
 
 
 def benchmark_sections(results: Mapping[str, Mapping[str, Any]], kind: str) -> str:

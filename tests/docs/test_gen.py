@@ -443,3 +443,15 @@ def test_site_builds_strict_without_and_with_results(tmp_path):
         (data / name / "metrics.json").write_text(json.dumps(payload))
     results = _text(_build(tmp_path / "b", data) / "results" / "index.html")
     assert "No results" not in results and "21.75" in results and "ddim-2" in results and "15.43" in results
+
+
+def test_startup_section_shows_failed_starts_and_the_api_cost():
+    record = {"load_processes": 2, "repeats": 2,
+              "seconds": {"imports": [3.0, 3.2], "temporary_server": ["failed", 30.0], "shared_cold": [20.0, 21.0],
+                          "shared_warm": [4.0, 4.4]},
+              "median_s": {"imports": 3.1, "temporary_server": 30.0, "shared_cold": 20.5, "shared_warm": 4.2},
+              "api_overhead_s": {"before (temporary server per stage)": 26.9, "after (shared server, warm)": 1.1}}
+    text = gen.startup_section(record)
+    assert "2 CPU-bound busy processes" in text and "failed, 30.0" in text
+    assert "| after (shared server, warm) | 1.10 |" in text
+    assert gen.benchmark_kind("startup_cpu_load2") == "startup"
