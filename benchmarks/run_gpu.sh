@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduce the GPU numbers of BENCHMARKS.md on a CUDA machine whose python3 has torch (and diffusers,
+# Reproduce the GPU numbers of docs/benchmarks.md on a CUDA machine whose python3 has torch (and diffusers,
 # torchattacks, scikit-image importable). Usage: bash benchmarks/run_gpu.sh [results-dir]
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,5 +1,5 @@
 """Bad-input matrix: every row is a clear error naming the culprit, a non-zero exit, nothing half-written and
-earlier artifacts untouched (README, section "Bad input").
+earlier artifacts untouched (docs/pipeline.md, section "Bad input").
 
 Each test copies a small finished data root (simulated stores from two photo files and an untrained restorer
 checkpoint), breaks one thing, runs a stage through the command line (``udcshield run`` in-process, or

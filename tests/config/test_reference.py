@@ -90,3 +90,15 @@ def test_cli_prints_the_reference(capsys):
     assert capsys.readouterr().out == markdown_reference()
     assert main(["config-reference", "--format", "json-schema"]) == 0
     assert json.loads(capsys.readouterr().out) == json_schema()
+
+
+def test_committed_json_schema_is_current():
+    """params.schema.json (for editors, named in params.yaml's modeline) is generated from the schema."""
+    import json
+    from pathlib import Path
+
+    from udcshield.config.reference import json_schema
+
+    path = Path(__file__).resolve().parents[2] / "params.schema.json"
+    assert json.loads(path.read_text()) == json_schema(), \
+        "regenerate: udcshield config-reference --format json-schema > params.schema.json"
