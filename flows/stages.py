@@ -17,15 +17,13 @@ from prefect import Flow, flow
 from tasks.runner import run_stage_tasks
 from udcshield.config import Params, load_params
 from udcshield.pipeline.layout import Layout, configure_torch, resolve_device
-from udcshield.pipeline.runner import STAGE_NAMES
+from udcshield.pipeline.runner import STAGE_NAMES, get_stage
 from udcshield.pipeline.stage import StageContext
 from udcshield.preflight import preflight
 
 
 def stage_context(stage: str, params_path: str, data_root: str) -> StageContext:
     """Load and check the params for ``stage`` (ConfigError naming the key) and build its context."""
-    from udcshield.pipeline.runner import get_stage
-
     configure_torch()
     params: Params = load_params(params_path)
     preflight(params, get_stage(stage).sections)

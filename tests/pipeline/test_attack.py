@@ -160,11 +160,11 @@ def test_interrupted_run_resumes_with_only_the_missing_shards(data, monkeypatch)
     crafted = []
     original = attack.craft_shard
 
-    def dies_after_three(params_, layout_, shard, device, model=None):
+    def dies_after_three(params_, layout_, shard, device, model=None, accel_cache=None):
         if len(crafted) == 3:
             raise KeyboardInterrupt("killed")
         crafted.append(shard.key)
-        return original(params_, layout_, shard, device, model)
+        return original(params_, layout_, shard, device, model, accel_cache)
 
     monkeypatch.setattr(attack, "craft_shard", dies_after_three)
     with pytest.raises(KeyboardInterrupt):

@@ -47,11 +47,11 @@ def test_resume_reuses_finished_shards_bit_for_bit(data, monkeypatch):
     params = params_from_dict(raw)
     original, done = purify.purify_shard, []
 
-    def dies_after_two(params_, layout_, shard, device, purifier=None):
+    def dies_after_two(params_, layout_, shard, device, purifier=None, accel_cache=None):
         if len(done) == 2:
             raise KeyboardInterrupt("killed")
         done.append(shard)
-        return original(params_, layout_, shard, device, purifier)
+        return original(params_, layout_, shard, device, purifier, accel_cache)
 
     monkeypatch.setattr(purify, "purify_shard", dies_after_two)
     with pytest.raises(KeyboardInterrupt):

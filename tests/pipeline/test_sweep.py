@@ -125,10 +125,10 @@ def test_report_table(workspace):
 
 
 def test_report_html_section_holds_the_same_rows(workspace):
-    from udcshield.pipeline.report import sweep_section
+    from udcshield.pipeline import report_data, report_html
 
     _, layout, summary, _ = workspace
-    section = sweep_section(layout)
+    section = report_html.sweep_section({"sweep": report_data.sweep(layout)})  # the report's section, from sweep outputs
     assert section is not None and section.ident == "sweep"
     assert section.body.count("<tr>") == 1 + 8  # header + one row per t* x setting
     assert 'id="sweep-table"' in section.body and "ddim-1" in section.body

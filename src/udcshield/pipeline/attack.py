@@ -232,10 +232,8 @@ def run_shard(params: Params, layout: Layout, shard: Shard, device: torch.device
     Returns {"set", "start", "stop", "images", "computed" (False when reused from the cache), "device"}.
     ``accel_cache`` (CUDA runs) keeps the amp choice and the compiled restorer wrapper across shards.
     """
-    extra = {} if accel_cache is None else {"accel_cache": accel_cache}
-
     def compute() -> tuple[np.ndarray, dict[str, Any]]:
-        adv, cost = craft_shard(params, layout, shard, device, model, **extra)
+        adv, cost = craft_shard(params, layout, shard, device, model, accel_cache)
         return adv, {"cost": cost}
 
     return shard_cache(params, layout).ensure(shard, compute, device)

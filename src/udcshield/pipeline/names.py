@@ -22,8 +22,6 @@ if TYPE_CHECKING:  # annotations only: the names module needs no library code at
 CLEAN = "clean"
 #: Defenses evaluate scores every restorer under: the bare restorer and purify -> restore.
 DEFENSES: tuple[str, ...] = ("none", "purified")
-#: Restorer variants: as trained, and fine-tuned by the finetune stage.
-VARIANTS: tuple[str, ...] = ("base", "finetuned")
 #: Transfer cells: attack ``<attack>@<surrogate model>/<variant>`` is a set crafted on another restorer.
 TRANSFER = "@"
 

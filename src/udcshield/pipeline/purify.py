@@ -25,7 +25,7 @@ from udcshield.defenses.dataset import purify_set
 from udcshield.defenses.purifier import load_purifier
 from udcshield.pipeline.common import run_batched, to_numpy_images
 from udcshield.pipeline.layout import Layout
-from udcshield.pipeline.names import CLEAN, array_name, conditions
+from udcshield.pipeline.names import CLEAN, adversarial_keys
 from udcshield.pipeline.runner import run_stage
 from udcshield.pipeline.shards import (Shard, ShardCache, ShardedStage, cache_root, code_digest, ids_digest, make_shards,
                                       shard_units, units_by_set)
@@ -39,7 +39,7 @@ Progress = Callable[[dict], None] | None
 
 def set_names(params: Params) -> list[str]:
     """Every set to purify: ``clean`` first, then each adversarial set by name."""
-    return [CLEAN, *(array_name(source, spec.name, budget) for source, spec, budget in conditions(params))]
+    return [CLEAN, *(key.name for key in adversarial_keys(params))]
 
 
 def source_of(layout: Layout, name: str) -> tuple[Path, str]:
@@ -109,9 +109,8 @@ def run_shard(params: Params, layout: Layout, shard: Shard, device: torch.device
     Returns {"set", "start", "stop", "images", "computed" (False when reused from the cache), "device"}.
     ``accel_cache`` (CUDA runs) keeps the accelerated UNet runner across shards.
     """
-    extra = {} if accel_cache is None else {"accel_cache": accel_cache}
     return shard_cache(params, layout).ensure(
-        shard, lambda: (purify_shard(params, layout, shard, device, purifier, **extra), {}), device)
+        shard, lambda: (purify_shard(params, layout, shard, device, purifier, accel_cache), {}), device)
 
 
 def assemble(params: Params, layout: Layout, shards: dict[str, list[Shard]], device: torch.device,

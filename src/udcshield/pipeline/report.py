@@ -24,9 +24,7 @@ from typing import Any
 import torch
 
 from udcshield.config import Params
-from udcshield.evaluation import html as H
 from udcshield.evaluation.tables import metric_text
-from udcshield.pipeline import report_data, report_html
 from udcshield.pipeline.common import write_json, write_rows_csv
 from udcshield.pipeline.layout import Layout
 from udcshield.pipeline.report_data import build_report_data
@@ -39,7 +37,7 @@ from udcshield.pipeline.stage import SingleUnitStage, StageContext
 from udcshield.store.atomic import atomic_file, write_text_atomic
 
 __all__ = ["STAGE", "check_inputs", "html_path", "json_path", "load_report_data", "required_inputs",
-           "robustness_rows", "run", "sweep_section", "worst_case_path", "worst_case_rows", "write_report"]
+           "robustness_rows", "run", "worst_case_path", "worst_case_rows", "write_report"]
 
 
 def json_path(layout: Layout) -> Path:
@@ -89,11 +87,6 @@ def worst_case_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
                          "defense": "adaptive, worst draw", "psnr": round(r["adaptive"]["psnr"], 4),
                          "condition": r["adaptive"]["condition"]})
     return rows
-
-
-def sweep_section(layout: Layout) -> H.Section | None:
-    """The HTML sweep section from the sweep stage's outputs alone (None when the sweep has not run)."""
-    return report_html.sweep_section({"sweep": report_data.sweep(layout)})
 
 
 def _write_bytes_atomic(path: Path, payload: bytes) -> None:

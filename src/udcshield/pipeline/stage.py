@@ -16,7 +16,7 @@ these declarations and the import closure of the stage's code (:mod:`udcshield.p
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -88,7 +88,6 @@ class Stage:
     plots: tuple[Any, ...] = ()
     sections: tuple[str, ...] = ()
     distributed: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def plan(self, ctx: StageContext) -> list[Unit]:
         """The stage's units of work, in order."""

@@ -82,6 +82,6 @@ STAGE = TrainStage(
 )
 
 
-def run_restorer(params: Params, layout: Layout, device: torch.device, progress: Progress = None) -> dict[str, Any]:
-    """Stage ``train`` on the local runner: train and save every configured restorer and its training curve."""
+def run(params: Params, layout: Layout, device: torch.device, progress: Progress = None) -> dict[str, Any]:
+    """Whole stage on the local runner: train and save every configured restorer and its training curve."""
     return run_stage(STAGE, params, layout, device, progress)

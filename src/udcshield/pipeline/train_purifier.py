@@ -73,6 +73,6 @@ STAGE = TrainPurifierStage(
 )
 
 
-def run_purifier(params: Params, layout: Layout, device: torch.device, progress: Progress = None) -> dict[str, Any]:
-    """Stage ``train_purifier`` on the local runner."""
+def run(params: Params, layout: Layout, device: torch.device, progress: Progress = None) -> dict[str, Any]:
+    """Whole stage on the local runner: train and save the purifier and its training curve."""
     return run_stage(STAGE, params, layout, device, progress)
