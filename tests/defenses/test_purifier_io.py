@@ -60,3 +60,46 @@ def test_mismatched_weights(tmp_path):
     path.write_text(json.dumps(config))
     with pytest.raises(ValueError, match="do not match"):
         load_purifier(tmp_path / "pur")
+
+
+def test_purifier_weights_are_verified(tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from udcshield.store.hashing import file_sha256
+
+    p = perturbed()
+    save_purifier(p, tmp_path / "pur")
+    config_path, weights = tmp_path / "pur" / "config.json", tmp_path / "pur" / "model.safetensors"
+    assert json.loads(config_path.read_text())["weights_sha256"] == file_sha256(weights)
+    loaded = load_purifier(tmp_path / "pur")
+    for name, tensor in p.state_dict().items():
+        assert torch.equal(tensor, loaded.state_dict()[name]), name
+
+    # (1) one tensor's bytes altered in place, header still valid
+    state = load_file(str(weights))
+    name = next(k for k, v in state.items() if v.is_floating_point())
+    state[name].view(-1)[0] += 0.25
+    save_file(state, str(weights), metadata={"format": "pt"})
+    with pytest.raises(ValueError, match="altered or swapped") as info:
+        load_purifier(tmp_path / "pur")
+    assert str(weights) in str(info.value)
+
+    # (2) another purifier's weights of the same architecture swapped in
+    save_purifier(p, tmp_path / "pur")
+    other = DiffusionPurifier(block_out_channels=(8, 16), num_train_timesteps=50,
+                              generator=torch.Generator().manual_seed(7))
+    save_purifier(other, tmp_path / "other")
+    shutil.copyfile(tmp_path / "other" / "model.safetensors", weights)
+    with pytest.raises(ValueError, match="altered or swapped"):
+        load_purifier(tmp_path / "pur")
+
+    # (3) a config.json that records no digest
+    save_purifier(p, tmp_path / "pur")
+    config = json.loads(config_path.read_text())
+    del config["weights_sha256"]
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="records no weights digest") as info:
+        load_purifier(tmp_path / "pur")
+    assert str(config_path) in str(info.value)

@@ -1,11 +1,14 @@
 """Checkpoint folders: round trip, atomic layout, clear errors, never unpickle."""
 
 import json
+import os
+import shutil
 
 import pytest
 import torch
 
 from udcshield.models import create_restorer, load_checkpoint, read_checkpoint_config, save_checkpoint
+from udcshield.store.hashing import file_sha256
 
 
 def _trained_like(name="resunet_tiny", **kwargs):
@@ -133,3 +136,90 @@ def test_crash_mid_write_leaves_no_complete_looking_folder(tmp_path, monkeypatch
     x = torch.rand(1, 3, 8, 8)
     with torch.no_grad():
         torch.testing.assert_close(load_checkpoint(tmp_path / "kept")(x), old_model(x))
+
+
+# ---------------------------------------------------------------------------------- weights digest on load
+def test_config_records_digest_of_written_weights(tmp_path):
+    save_checkpoint(_trained_like(), tmp_path / "c")
+    config = json.loads((tmp_path / "c" / "config.json").read_text())
+    assert config["weights_sha256"] == file_sha256(tmp_path / "c" / "model.safetensors")
+
+
+def test_round_trip_loads_bit_identical_weights(tmp_path):
+    model = _trained_like("resunet", base_channels=8, depth=2, blocks_per_level=2)
+    save_checkpoint(model, tmp_path / "c")
+    loaded = load_checkpoint(tmp_path / "c")
+    original, restored = model.state_dict(), loaded.state_dict()
+    assert original.keys() == restored.keys()
+    for name in original:
+        assert original[name].dtype == restored[name].dtype
+        assert torch.equal(original[name], restored[name]), name
+
+
+def test_tensor_bytes_altered_in_place_are_refused(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    save_checkpoint(_trained_like(), tmp_path / "c")
+    weights = tmp_path / "c" / "model.safetensors"
+    size = weights.stat().st_size
+    state = load_file(str(weights))
+    name = next(k for k, v in state.items() if v.is_floating_point())
+    state[name].view(-1)[0] += 0.5  # finite, same shape: still a valid safetensors file
+    save_file(state, str(weights), metadata={"format": "pt"})
+    assert weights.stat().st_size == size  # same header, different tensor bytes
+    with pytest.raises(ValueError, match="altered or swapped") as info:
+        load_checkpoint(tmp_path / "c")
+    message = str(info.value)
+    assert str(weights) in message and "config.json" in message
+    recorded = json.loads((tmp_path / "c" / "config.json").read_text())["weights_sha256"]
+    assert recorded[:12] in message and file_sha256(weights)[:12] in message
+
+
+def test_weights_swapped_from_another_model_are_refused(tmp_path):
+    save_checkpoint(_trained_like(), tmp_path / "a")
+    save_checkpoint(create_restorer("resunet_tiny"), tmp_path / "b")  # same architecture, other weights
+    shutil.copyfile(tmp_path / "b" / "model.safetensors", tmp_path / "a" / "model.safetensors")
+    with pytest.raises(ValueError, match=r"a/model\.safetensors has sha256 .* altered or swapped"):
+        load_checkpoint(tmp_path / "a")
+    load_checkpoint(tmp_path / "b")  # the donor itself is intact
+
+
+def test_config_without_digest_is_refused(tmp_path):
+    save_checkpoint(create_restorer("resunet_tiny"), tmp_path / "c")
+    path = tmp_path / "c" / "config.json"
+    config = json.loads(path.read_text())
+    del config["weights_sha256"]
+    path.write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="records no weights digest") as info:
+        load_checkpoint(tmp_path / "c")
+    assert str(path) in str(info.value) and "older" in str(info.value) and "re-save" in str(info.value)
+    assert read_checkpoint_config(tmp_path / "c")["architecture"] == "resunet_tiny"  # config alone still reads
+
+
+@pytest.mark.parametrize("digest", ["abc", 12, "G" * 64, "A" * 64])
+def test_malformed_digest_is_refused(tmp_path, digest):
+    save_checkpoint(create_restorer("resunet_tiny"), tmp_path / "c")
+    path = tmp_path / "c" / "config.json"
+    config = json.loads(path.read_text())
+    config["weights_sha256"] = digest
+    path.write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="weights_sha256"):
+        load_checkpoint(tmp_path / "c")
+
+
+def test_weights_replaced_while_loading_are_refused(tmp_path, monkeypatch):
+    import udcshield.models.checkpoint as ckpt
+
+    save_checkpoint(create_restorer("resunet_tiny"), tmp_path / "c")
+    save_checkpoint(_trained_like(), tmp_path / "d")
+    weights = tmp_path / "c" / "model.safetensors"
+    real_load = ckpt.load_file
+
+    def load_then_swap(path, device="cpu"):
+        out = real_load(path, device=device)
+        os.replace(tmp_path / "d" / "model.safetensors", weights)  # a new inode after the parse
+        return out
+
+    monkeypatch.setattr(ckpt, "load_file", load_then_swap)
+    with pytest.raises(ValueError, match="changed while it was being loaded"):
+        load_checkpoint(tmp_path / "c")

@@ -255,7 +255,8 @@ class DiffusionPurifier(nn.Module):
 def save_purifier(purifier: DiffusionPurifier, directory: str | os.PathLike[str],
                   extra: dict[str, Any] | None = None) -> None:
     """Save a DDPM purifier (Ho et al. 2020; used as in Nie et al. 2022) as ``config.json`` +
-    ``model.safetensors``, atomically, in the folder format of :mod:`udcshield.models.checkpoint`."""
+    ``model.safetensors``, atomically, in the folder format of :mod:`udcshield.models.checkpoint`
+    (``config.json`` records the SHA-256 of the written weights, checked by :func:`load_purifier`)."""
     if not isinstance(purifier, DiffusionPurifier):
         raise TypeError(f"expected a DiffusionPurifier, got {type(purifier).__name__}")
     write_checkpoint_folder(directory, kind="purifier", architecture=PURIFIER_ARCHITECTURE,
@@ -265,8 +266,10 @@ def save_purifier(purifier: DiffusionPurifier, directory: str | os.PathLike[str]
 def load_purifier(directory: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> DiffusionPurifier:
     """Load a DDPM purifier (Ho et al. 2020) saved by :func:`save_purifier`; eval mode, on ``device``.
 
-    Same errors as :func:`udcshield.models.checkpoint.load_checkpoint` (missing folder/files, pickle
-    instead of safetensors, unknown architecture, weights that do not fit).
+    Same checks and errors as :func:`udcshield.models.checkpoint.load_checkpoint` (missing folder/files,
+    pickle instead of safetensors, unknown architecture, weights that do not fit, and the weights'
+    SHA-256 verified against the ``"weights_sha256"`` in ``config.json`` before use: altered or swapped
+    weights, or a ``config.json`` recording no digest, are refused).
     """
     config, state_dict = read_checkpoint_folder(directory, kind="purifier", device="cpu")
     if config["architecture"] != PURIFIER_ARCHITECTURE:

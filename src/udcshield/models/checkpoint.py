@@ -4,18 +4,23 @@ Folder format (shared by restorers and the diffusion purifier)::
 
     <directory>/config.json        {"format": "udcshield-checkpoint", "format_version": 1,
                                     "kind": "restorer" | "purifier", "architecture": <name>,
-                                    "kwargs": {...init kwargs...}, "extra": {...free JSON...}}
+                                    "kwargs": {...init kwargs...}, "extra": {...free JSON...},
+                                    "weights_sha256": <hex SHA-256 of model.safetensors>}
     <directory>/model.safetensors  the state dict (safetensors, CPU tensors)
 
 A checkpoint is written into a temporary sibling folder and renamed into place only when both files are
-complete, so a crash never leaves a folder that looks finished. Loading never unpickles: a ``.pt``,
-``.pth``, ``.bin``, ``.pkl`` or ``.ckpt`` file is refused with an explanation.
+complete, so a crash never leaves a folder that looks finished. ``config.json`` records the SHA-256 of
+the ``model.safetensors`` bytes actually written; every load recomputes it and refuses weights that were
+altered or swapped afterwards, and refuses a ``config.json`` that records no digest (an older checkpoint,
+to be re-saved or retrained). Loading never unpickles: a ``.pt``, ``.pth``, ``.bin``, ``.pkl`` or
+``.ckpt`` file is refused with an explanation.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import uuid
 from pathlib import Path
@@ -27,6 +32,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from udcshield.models.registry import create_restorer, list_restorers
+from udcshield.store.hashing import file_sha256
 
 __all__ = [
     "CONFIG_NAME",
@@ -37,6 +43,7 @@ __all__ = [
     "write_checkpoint_folder",
     "read_checkpoint_folder",
     "load_state_dict_strict",
+    "DIGEST_KEY",
 ]
 
 CONFIG_NAME = "config.json"
@@ -44,6 +51,8 @@ WEIGHTS_NAME = "model.safetensors"
 FORMAT_NAME = "udcshield-checkpoint"
 FORMAT_VERSION = 1
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt")
+DIGEST_KEY = "weights_sha256"
+_HEX_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def _fsync(path: Path) -> None:
@@ -68,12 +77,14 @@ def write_checkpoint_folder(
 
     An existing checkpoint folder at ``directory`` is replaced; a folder holding anything else raises
     ``FileExistsError`` rather than being deleted. ``kwargs`` and ``extra`` must be JSON-serializable.
+    The weights are written and fsynced first; the SHA-256 of the file as written is then recorded in
+    ``config.json`` under ``"weights_sha256"``, which :func:`read_checkpoint_folder` verifies on load.
     """
     directory = Path(directory)
     config = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "kind": kind,
               "architecture": architecture, "kwargs": kwargs, "extra": extra or {}}
-    try:
-        config_text = json.dumps(config, indent=2, sort_keys=True)
+    try:  # fail on unserializable kwargs/extra before any file is written
+        json.dumps(config)
     except (TypeError, ValueError) as err:
         raise TypeError(f"checkpoint config for {directory} is not JSON-serializable: {err}") from None
     if directory.exists():
@@ -91,8 +102,9 @@ def write_checkpoint_folder(
     tmp.mkdir()
     try:
         save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
-        (tmp / CONFIG_NAME).write_text(config_text + "\n", encoding="utf-8")
         _fsync(tmp / WEIGHTS_NAME)
+        config[DIGEST_KEY] = file_sha256(tmp / WEIGHTS_NAME)  # digest of the bytes on disk
+        (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         _fsync(tmp / CONFIG_NAME)
         if directory.exists():
             os.replace(directory, old)
@@ -144,8 +156,13 @@ def read_checkpoint_folder(
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Return ``(config, state_dict)`` of a checkpoint folder of the given ``kind``, tensors on ``device``.
 
-    Reads safetensors only (never pickle); weights must be finite. Shared by restorers (Zhou et al.
-    2021) and the DDPM purifier (Ho et al. 2020).
+    Reads safetensors only (never pickle); weights must be finite. Verified before the weights are
+    returned: ``config.json`` records a ``"weights_sha256"`` digest (else ``ValueError``: an older
+    checkpoint, to be re-saved or retrained), and the SHA-256 of ``model.safetensors`` (hashed in 1 MiB
+    chunks) equals it (else ``ValueError`` naming the file and both digests: the weights were altered or
+    swapped after the checkpoint was written); the file must also be unchanged (inode, size, mtime)
+    between parsing and hashing. Shared by restorers (Zhou et al. 2021) and the DDPM purifier (Ho et al.
+    2020).
     """
     directory = Path(directory)
     config = read_checkpoint_config(directory)
@@ -159,6 +176,16 @@ def read_checkpoint_folder(
                              "udcshield never unpickles (arbitrary code execution). Convert the weights to "
                              "safetensors with a trusted tool first.")
         raise FileNotFoundError(f"checkpoint folder {directory} has no {WEIGHTS_NAME}")
+    config_path = directory / CONFIG_NAME
+    recorded = config.get(DIGEST_KEY)
+    if recorded is None:
+        raise ValueError(f"{config_path} records no weights digest ({DIGEST_KEY!r}): the checkpoint was written "
+                         f"by an older udcshield version and its {WEIGHTS_NAME} cannot be verified; re-save it "
+                         "with save_checkpoint/save_purifier from trusted weights, or retrain it")
+    if not isinstance(recorded, str) or not _HEX_SHA256.fullmatch(recorded):
+        raise ValueError(f"{config_path}: {DIGEST_KEY!r} must be a 64-character lowercase hex SHA-256, "
+                         f"got {recorded!r}")
+    before = _file_identity(weights_path)
     try:
         state_dict = load_file(str(weights_path), device=str(device))
     except (SafetensorError, OSError, ValueError) as err:
@@ -169,7 +196,19 @@ def read_checkpoint_folder(
     bad = [name for name, t in state_dict.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
     if bad:
         raise ValueError(f"{weights_path} holds non-finite values in {bad[:5]}")
+    actual = file_sha256(weights_path)
+    if _file_identity(weights_path) != before:
+        raise ValueError(f"{weights_path} changed while it was being loaded; refusing to use its weights")
+    if actual != recorded:
+        raise ValueError(f"{weights_path} has sha256 {actual[:12]} but {config_path} records {recorded[:12]}: "
+                         "the weights file was altered or swapped after the checkpoint was written; "
+                         "refusing to load it")
     return config, state_dict
+
+
+def _file_identity(path: Path) -> tuple[int, int, int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def load_state_dict_strict(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str) -> None:
@@ -197,7 +236,8 @@ def save_checkpoint(model: nn.Module, directory: Path, extra: dict[str, Any] | N
     """Save a registered restorer (from :func:`create_restorer`) to the folder ``directory``.
 
     Writes ``config.json`` (``{"architecture": model.restorer_name, "kwargs": model.init_kwargs,
-    "extra": extra, "kind": "restorer", ...}``) and ``model.safetensors`` atomically (Section 6 of the
+    "extra": extra, "kind": "restorer", "weights_sha256": <digest of the written weights>, ...}``) and
+    ``model.safetensors`` atomically (Section 6 of the
     design notes; Song et al., arXiv 2402.13629 restorers are checkpointed this way).
     """
     name = getattr(model, "restorer_name", None)
@@ -212,8 +252,12 @@ def load_checkpoint(directory: str | os.PathLike[str], *, device: str | torch.de
     """Rebuild a restorer (e.g. Zhou et al. 2021 ResUNet) saved by :func:`save_checkpoint`; returned in
     eval mode on ``device``, mapping (B, 3, H, W) [0, 1] images to the same shape.
 
+    The weights are verified before use (see :func:`read_checkpoint_folder`): their SHA-256 must equal
+    the ``"weights_sha256"`` recorded in ``config.json`` at save time.
+
     Raises ``FileNotFoundError`` (missing folder or files), ``ValueError`` (pickle instead of
-    safetensors, unknown architecture, weights that do not fit the architecture, corrupt files).
+    safetensors, unknown architecture, weights that do not fit the architecture, corrupt files, weights
+    altered or swapped after saving, a ``config.json`` with no recorded digest).
     """
     config, state_dict = read_checkpoint_folder(directory, kind="restorer", device="cpu")
     architecture = config["architecture"]
