@@ -203,7 +203,10 @@ def test_a_cached_shard_is_reused_and_an_incomplete_one_recomputed(data):
     assert attack.run_shard(params, layout, shard, CPU)["computed"] is True
     assert attack.run_shard(params, layout, shard, CPU)["computed"] is False
     (cache.location(shard.key) / "zarr.json").write_text('{"zarr_format": 3, "node_type": "group", "attributes": {}}')
-    assert not cache.has(shard)
+    assert cache.reusable(shard) == (False, f"shard cache entry for attack {shard.label()}: zarr store "
+                                            f"{cache.location(shard.key).as_posix()} is incomplete (no 'complete' "
+                                            "attribute); rerun its stage")
+    assert not cache.exists(shard)  # the failed entry was deleted
     assert attack.run_shard(params, layout, shard, CPU)["computed"] is True
     cache.remove([shard])
     assert not (layout.root / ".shards").exists()
@@ -217,7 +220,7 @@ def test_shard_cache_on_an_fsspec_url(data):
         np.testing.assert_array_equal(out[name], ref[name])
     plan = attack.plan(params, layout, CPU)
     cache = ShardCache(url, "attack")
-    assert all(cache.has(s) for parts in plan.values() for s in parts)
+    assert all(cache.reusable(s)[0] for parts in plan.values() for s in parts)
     assert str(cache.location(plan["resunet_tiny/base/fgsm/8"][0].key)).startswith(url + "/attack/")
     cache.remove(s for parts in plan.values() for s in parts)
-    assert not any(cache.has(s) for parts in plan.values() for s in parts)
+    assert not any(cache.exists(s) for parts in plan.values() for s in parts)

@@ -42,7 +42,7 @@ from udcshield.pipeline.shards import (Shard, ShardCache, ShardedStage, cache_ro
 from udcshield.seeding import derive_seed, torch_generator
 from udcshield.store.hashing import tree_sha256
 from udcshield.store.provenance import make_provenance
-from udcshield.store.zarr_io import read_images, recorded_digest, store_attrs, write_store
+from udcshield.store.zarr_io import read_images, store_attrs, verified_digest, write_store
 
 Progress = Callable[[dict], None] | None
 
@@ -173,8 +173,10 @@ def plan(params: Params, layout: Layout, device: torch.device) -> dict[str, list
     """Every set's shards (set name -> shards in image order), keyed by everything their content depends on.
 
     Key material: seed, objective, reference, batch and shard size, the attack's spec, the restorer
-    checkpoint's digest, the recorded digests of the test inputs and targets (and of the training pairs
-    for ``universal``), the image ids, the code digest and the device type.
+    checkpoint's digest, the content digests of the test inputs and targets (and of the training pairs
+    for ``universal``; recomputed from the stored data and checked against the recorded ones, so an
+    altered or non-finite input is refused here, before any work), the image ids, the code digest and the
+    device type.
     """
     attrs = store_attrs(layout.test_store)
     ids = list(attrs["image_ids"])
@@ -182,15 +184,15 @@ def plan(params: Params, layout: Layout, device: torch.device) -> dict[str, list
               "reference": params.attack.reference, "batch_size": params.attack.batch_size,
               "shard_size": params.attack.shard_size, "code": code_digest(), "device": device.type,
               "accel": to_dict(params.accel) if device.type == "cuda" else None,
-              "inputs": recorded_digest(layout.test_store, "inputs"),
-              "targets": recorded_digest(layout.test_store, "targets"), "ids": ids_digest(ids)}
+              "inputs": verified_digest(layout.test_store, "inputs"),
+              "targets": verified_digest(layout.test_store, "targets"), "ids": ids_digest(ids)}
     checkpoints = {source: tree_sha256(layout.checkpoint(*source.split("/"))) for source in restorers(params)}
     out: dict[str, list[Shard]] = {}
     for source, spec, budget in conditions(params):
         material = {**common, "restorer": checkpoints[source], "spec": to_dict(spec), "budget": budget}
         size = params.attack.shard_size
         if spec.name == "universal":  # one perturbation optimised on the training set: one shard
-            material["train"] = [recorded_digest(layout.train_store, name) for name in ("inputs", "targets")]
+            material["train"] = [verified_digest(layout.train_store, name) for name in ("inputs", "targets")]
             size = max(1, len(ids))
         name = array_name(source, spec.name, budget)
         out[name] = make_shards(name, len(ids), size, material)

@@ -32,7 +32,7 @@ from udcshield.pipeline.shards import (Shard, ShardCache, ShardedStage, cache_ro
 from udcshield.pipeline.stage import StageContext, Unit
 from udcshield.store.hashing import tree_sha256
 from udcshield.store.provenance import make_provenance
-from udcshield.store.zarr_io import read_images, recorded_digest, store_attrs, write_store
+from udcshield.store.zarr_io import read_images, store_attrs, verified_digest, write_store
 
 Progress = Callable[[dict], None] | None
 
@@ -81,15 +81,16 @@ def shard_cache(params: Params, layout: Layout) -> ShardCache:
 def plan(params: Params, layout: Layout, device: torch.device) -> dict[str, list[Shard]]:
     """Every set's shards (set name -> shards in image order).
 
-    Key material: seed, the whole ``purify`` section, the purifier checkpoint's digest, the recorded
-    digest of the set's input array, the image ids, the code digest and the device type.
+    Key material: seed, the whole ``purify`` section, the purifier checkpoint's digest, the content
+    digest of the set's input array (recomputed and checked against the recorded one, so an altered or
+    non-finite input is refused here, before any work), the image ids, the code digest and the device type.
     """
     ids = list(store_attrs(layout.test_store)["image_ids"])
     common = {"stage": "purify", "seed": params.seed, "purify": to_dict(params.purify),
               "purifier": tree_sha256(layout.purifier), "ids": ids_digest(ids), "code": code_digest(),
               "device": device.type, "accel": to_dict(params.accel) if device.type == "cuda" else None}
     return {name: make_shards(name, len(ids), params.purify.shard_size,
-                              {**common, "input": recorded_digest(*source_of(layout, name))})
+                              {**common, "input": verified_digest(*source_of(layout, name))})
             for name in set_names(params)}
 
 

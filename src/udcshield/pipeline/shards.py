@@ -8,13 +8,16 @@ key that hashes everything the shard's content depends on:
 - the stage, the global seed and the set name;
 - the params that shape the result (for ``attack``: objective, reference, batch and shard size and the
   attack's spec; for ``purify``: the whole section);
-- the digest of every input artifact: the model checkpoint and the input arrays (their recorded
-  SHA-256), and the image ids;
+- the digest of every input artifact: the model checkpoint's files, and the content of the input arrays
+  (recomputed from the stored data by :func:`udcshield.store.zarr_io.verified_digest`, which refuses an
+  array whose content no longer matches the digest recorded when it was written), and the image ids;
 - the shard's index and image range;
 - the code: a digest of the ``udcshield`` package sources, and the torch version and device type.
 
 So a shard is reused only when recomputing it would give the same bytes; a stale one can never be
-picked up. Per-image seeds (``derive_seed(seed, '<stage>/<set>', image_id)``) make a shard's content
+picked up. Before reuse, a shard is verified against its own recorded digest (every chunk decoded and
+hashed); one that fails (a truncated or altered chunk, a missing ``zarr.json``, no ``complete`` mark) is
+deleted and recomputed, with one warning naming it on the ``udcshield`` logger. Per-image seeds (``derive_seed(seed, '<stage>/<set>', image_id)``) make a shard's content
 independent of which worker ran it and in which order, so a resumed or distributed run is bit-identical
 to an uninterrupted local one.
 """
@@ -24,6 +27,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,8 +38,9 @@ import torch
 
 import udcshield
 from udcshield.pipeline.stage import Stage, Unit
-from udcshield.store.zarr_io import (StoreError, is_url, open_store, read_images, remove_store, store_attrs,
-                                     write_store)
+from udcshield.store.zarr_io import StoreError, is_url, read_images, remove_store, store_attrs, write_store
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -124,13 +129,36 @@ class ShardCache:
             return self.root / self.stage / f"{key}.zarr"
         return f"{self.root}/{self.stage}/{key}.zarr"
 
-    def has(self, shard: Shard) -> bool:
-        """True when ``shard`` was written completely under its key and holds the expected number of images."""
+    def exists(self, shard: Shard) -> bool:
+        """True when anything (finished, partial or corrupt) is stored under the shard's key."""
+        where = self.location(shard.key)
+        if isinstance(where, Path):
+            return where.exists()
+        import fsspec
+
+        fs, root = fsspec.core.url_to_fs(where, **(self.storage_options or {}))
+        return bool(fs.exists(root))
+
+    def verify(self, shard: Shard) -> None:
+        """Raise StoreError (naming the entry) unless the cache holds ``shard`` complete, under its key,
+        with the expected number of images, every chunk decodable and matching its recorded digest."""
+        self.read(shard)
+
+    def reusable(self, shard: Shard) -> tuple[bool, str | None]:
+        """(True, None) when a verified copy of ``shard`` is cached; (False, None) when none is; and
+        (False, reason) when an entry existed but failed :meth:`verify`: it is then deleted (so it is
+        recomputed) and one warning naming it is logged."""
+        if not self.exists(shard):
+            return False, None
         try:
-            group = open_store(self.location(shard.key), self.storage_options)
-        except StoreError:
-            return False
-        return "images" in group and group["images"].shape[0] == shard.size
+            self.verify(shard)
+        except (StoreError, OSError, ValueError, KeyError, RuntimeError) as exc:
+            reason = str(exc)
+            self.remove([shard], prune=False)
+            log.warning("shard cache entry %s failed verification and was deleted; recomputing %s (%s)",
+                        self.location(shard.key), shard.label(), reason)
+            return False, reason
+        return True, None
 
     def write(self, shard: Shard, images: np.ndarray, attrs: dict[str, Any]) -> None:
         """Store ``images`` (shard.size, C, H, W) float32 with ``attrs`` (e.g. cost) under the shard's key."""
@@ -146,33 +174,40 @@ class ShardCache:
         """Run ``compute() -> (images, attrs)`` for ``shard`` unless the cache already holds it, and write
         the result as soon as it exists (``attrs`` plus the device). The resume step of both sharded stages.
 
-        Returns {"set", "start", "stop", "images", "computed" (False when reused from the cache), "device"}.
+        A cached entry is reused only after it verifies (:meth:`reusable`); one that does not is deleted
+        and recomputed. Returns {"set", "start", "stop", "images", "computed" (False when reused from the
+        cache), "device", "healed" (why a cached entry was discarded, else None)}.
         """
-        computed = not self.has(shard)
-        if computed:
+        reused, healed = self.reusable(shard)
+        if not reused:
             images, attrs = compute()
             self.write(shard, images, {**attrs, "device": str(device)})
         return {"set": shard.set_name, "start": shard.start, "stop": shard.stop, "images": shard.size,
-                "computed": computed, "device": str(device)}
+                "computed": not reused, "device": str(device), "healed": healed}
 
     def read(self, shard: Shard) -> tuple[np.ndarray, dict[str, Any]]:
-        """(images (shard.size, C, H, W) float32, attrs) of a finished shard; StoreError if it is missing."""
+        """(images (shard.size, C, H, W) float32, attrs) of a finished shard, verified against its recorded
+        digest; StoreError naming the entry if it is missing, incomplete, corrupt or holds another shard."""
         where = self.location(shard.key)
-        images = read_images(where, "images", verify=True, storage_options=self.storage_options)
-        meta = store_attrs(where, storage_options=self.storage_options)
+        try:
+            images = read_images(where, "images", verify=True, storage_options=self.storage_options)
+            meta = store_attrs(where, storage_options=self.storage_options)
+        except StoreError as exc:
+            raise StoreError(f"shard cache entry for {self.stage} {shard.label()}: {exc}") from exc
         if meta.get("key") != shard.key or images.shape[0] != shard.size:
             raise StoreError(f"shard cache entry {where} does not hold shard {shard.label()}")
         return images, dict(meta.get("attrs", {}))
 
-    def remove(self, shards: Iterable[Shard]) -> None:
-        """Delete these shards (and, on a local folder, their interrupted temporary siblings)."""
+    def remove(self, shards: Iterable[Shard], prune: bool = True) -> None:
+        """Delete these shards (and, on a local folder, their interrupted temporary siblings); with
+        ``prune``, then remove the stage's cache folder and the cache root if they are left empty."""
         for shard in shards:
             remove_store(self.location(shard.key), self.storage_options)
             if isinstance(self.root, Path):
                 folder = self.root / self.stage
                 for tmp in folder.glob(f".tmp-{shard.key}.zarr-*") if folder.is_dir() else ():
                     remove_store(tmp)
-        if isinstance(self.root, Path):
+        if prune and isinstance(self.root, Path):
             for folder in (self.root / self.stage, self.root):
                 if folder.is_dir() and not any(folder.iterdir()):
                     folder.rmdir()
@@ -204,5 +239,6 @@ class ShardedStage(Stage):
 
     def progress_fields(self, unit: Unit, result: dict[str, Any]) -> dict[str, Any]:
         shard = unit.payload
-        return {"set": shard.set_name, "shard": f"{shard.start}:{shard.stop}", "computed": result["computed"],
-                "device": result["device"]}
+        fields = {"set": shard.set_name, "shard": f"{shard.start}:{shard.stop}", "computed": result["computed"],
+                  "device": result["device"]}
+        return {**fields, "healed": result["healed"]} if result.get("healed") else fields

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -40,8 +41,14 @@ def tree_sha256(path: str | Path) -> str:
 
 def array_sha256(array: np.ndarray) -> str:
     """SHA-256 of an array's dtype, shape and C-ordered bytes."""
-    a = np.ascontiguousarray(array)
-    h = hashlib.sha256()
-    h.update(f"{a.dtype.str}|{a.shape}|".encode())
-    h.update(a.tobytes())
+    a = np.asarray(array)
+    return blocks_sha256(a.dtype, a.shape, [a])
+
+
+def blocks_sha256(dtype: np.dtype, shape: tuple[int, ...], blocks: Iterable[np.ndarray]) -> str:
+    """:func:`array_sha256` of the array of ``shape`` and ``dtype`` whose consecutive first-axis blocks
+    are ``blocks`` (e.g. a stored array read a few images at a time, so memory stays bounded)."""
+    h = hashlib.sha256(f"{np.dtype(dtype).str}|{tuple(shape)}|".encode())
+    for block in blocks:
+        h.update(np.ascontiguousarray(block, dtype=dtype).tobytes())
     return h.hexdigest()

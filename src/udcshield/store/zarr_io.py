@@ -29,7 +29,7 @@ import numpy as np
 import zarr
 
 from udcshield.store.atomic import atomic_dir
-from udcshield.store.hashing import array_sha256
+from udcshield.store.hashing import array_sha256, blocks_sha256
 
 StorePath = str | Path
 StorageOptions = dict[str, Any] | None
@@ -153,38 +153,83 @@ def open_store(path: StorePath, storage_options: StorageOptions = None) -> zarr.
     """Open a finished store (local path or URL) read-only. Raises StoreError if it is missing or incomplete."""
     label = _label(path)
     if not store_exists(path, storage_options):
+        if not is_url(path) and _local(path).is_dir():
+            raise StoreError(f"{label} is not a zarr store: the folder has no zarr.json (an interrupted or "
+                             "partial copy?); rerun the stage that writes it")
         raise StoreError(f"zarr store not found: {label}")
     if is_url(path):
         group = zarr.open_group(str(path), mode="r", zarr_format=3, storage_options=storage_options)
     else:
         group = zarr.open_group(_local(path), mode="r", zarr_format=3)
-    if group.attrs.get("complete") is not True:
+    if "complete" not in group.attrs:
         raise StoreError(f"zarr store {label} is incomplete (no 'complete' attribute); rerun its stage")
+    if group.attrs["complete"] is not True:
+        raise StoreError(f"zarr store {label} is incomplete ('complete' is {group.attrs['complete']!r}, not true); "
+                         "rerun its stage")
     return group
 
 
-def read_images(path: StorePath, name: str, verify: bool = False, rows: slice | None = None,
-                storage_options: StorageOptions = None) -> np.ndarray:
-    """Read image array ``name`` (N, C, H, W) float32 from the store at ``path``, checking finiteness.
-
-    ``rows`` reads only those images (a slice of the first axis, e.g. one shard). With ``verify``, the
-    whole array's digest is compared with the one recorded at write time (not allowed with ``rows``).
-    """
-    if verify and rows is not None:
-        raise ValueError("verify checks the whole array's digest; it cannot be combined with rows")
-    group = open_store(path, storage_options)
+def _image_node(group: zarr.Group, path: StorePath, name: str) -> zarr.Array:
+    """Array ``name`` of ``group``, checked to be N x C x H x W float32."""
     label = _label(path)
     if name not in group:
         raise StoreError(f"{label}: no array named {name!r}")
     node = group[name]
-    if len(node.shape) != 4 or node.dtype != np.float32:
-        raise StoreError(f"{label}/{name}: expected N x C x H x W float32, got {node.shape} {node.dtype}")
-    array = np.asarray(node[...] if rows is None else node[rows])
+    if not isinstance(node, zarr.Array) or len(node.shape) != 4 or node.dtype != np.float32:
+        shape, dtype = (node.shape, node.dtype) if isinstance(node, zarr.Array) else ("a group", "")
+        raise StoreError(f"{label}/{name}: expected N x C x H x W float32, got {shape} {dtype}")
+    return node
+
+
+def _read_rows(node: zarr.Array, rows: slice, where: str) -> np.ndarray:
+    """``node[rows]``, finite; a chunk that cannot be decoded is a StoreError naming the array."""
+    try:
+        array = np.asarray(node[rows])
+    except Exception as exc:  # codec errors (truncated or altered chunks) come as many types
+        raise StoreError(f"{where}: cannot decode its stored data ({type(exc).__name__}: {exc}); the store is "
+                         "corrupt: rerun the stage that writes it") from exc
     if not np.isfinite(array).all():
-        raise StoreError(f"{label}/{name}: contains NaN or Inf")
-    if verify:
+        raise StoreError(f"{where}: contains NaN or Inf")
+    return array
+
+
+def read_images(path: StorePath, name: str, verify: bool | None = None, rows: slice | None = None,
+                storage_options: StorageOptions = None) -> np.ndarray:
+    """Read image array ``name`` (N, C, H, W) float32 from the store at ``path``, checking finiteness.
+
+    ``rows`` reads only those images (a slice of the first axis, e.g. one shard). ``verify`` compares the
+    whole array's content digest with the one recorded at write time; the default (None) verifies every
+    whole-array read, so an array altered after it was written is refused (StoreError naming it). A row
+    read cannot be verified (``verify=True`` with ``rows`` is a ValueError); stages that read rows verify
+    the whole array once first (:func:`verified_digest`).
+    """
+    if verify and rows is not None:
+        raise ValueError("verify checks the whole array's digest; it cannot be combined with rows")
+    group = open_store(path, storage_options)
+    node = _image_node(group, path, name)
+    array = _read_rows(node, slice(None) if rows is None else rows, f"{_label(path)}/{name}")
+    if verify or (verify is None and rows is None):
         verify_array(path, name, array, storage_options)
     return array
+
+
+def verified_digest(path: StorePath, name: str, storage_options: StorageOptions = None, block: int = 32) -> str:
+    """The content digest of image array ``name``, recomputed from its data and checked against the one
+    recorded at write time; StoreError naming the array if they differ, a chunk cannot be decoded or a
+    value is NaN/Inf. Reads ``block`` images at a time, so memory stays bounded whatever N.
+
+    This is what shard keys hash (:mod:`udcshield.pipeline.shards`): the content actually stored, so an
+    array altered in place never reuses shards made from its earlier content.
+    """
+    group = open_store(path, storage_options)
+    node = _image_node(group, path, name)
+    where = f"{_label(path)}/{name}"
+    expected = recorded_digest(path, name, storage_options)
+    n = node.shape[0]
+    actual = blocks_sha256(node.dtype, node.shape,
+                           (_read_rows(node, slice(i, min(i + block, n)), where) for i in range(0, n, block)))
+    _check_digest(where, actual, expected)
+    return expected
 
 
 def read_array(path: StorePath, name: str, storage_options: StorageOptions = None) -> np.ndarray:
@@ -198,14 +243,19 @@ def read_array(path: StorePath, name: str, storage_options: StorageOptions = Non
 def verify_array(path: StorePath, name: str, array: np.ndarray | None = None,
                  storage_options: StorageOptions = None) -> None:
     """Raise StoreError if the array's content digest differs from the one recorded when it was written."""
-    group = open_store(path, storage_options)
-    label = _label(path)
-    expected = group.attrs.get("array_sha256", {}).get(name)
-    if expected is None:
-        raise StoreError(f"{label}/{name}: no recorded digest")
-    actual = array_sha256(np.asarray(group[name][...]) if array is None else array)
+    expected = recorded_digest(path, name, storage_options)
+    if array is None:
+        group = open_store(path, storage_options)
+        if name not in group:
+            raise StoreError(f"{_label(path)}: no array named {name!r}")
+        array = np.asarray(group[name][...])
+    _check_digest(f"{_label(path)}/{name}", array_sha256(array), expected)
+
+
+def _check_digest(where: str, actual: str, expected: str) -> None:
     if actual != expected:
-        raise StoreError(f"{label}/{name}: content digest {actual[:12]} differs from recorded {expected[:12]}")
+        raise StoreError(f"{where}: content digest {actual[:12]} differs from recorded {expected[:12]}: the array "
+                         "was changed after its store was written; rerun the stage that writes it")
 
 
 def recorded_digest(path: StorePath, name: str, storage_options: StorageOptions = None) -> str:
