@@ -1,5 +1,7 @@
 import math
+import re
 import struct
+import warnings
 import zlib
 from pathlib import Path
 
@@ -53,6 +55,40 @@ def rle_component(values: list[int], plan: list[tuple[str, int]]) -> bytes:
         x += n
     assert x == len(values)
     return bytes(out)
+
+
+_PLUGIN_HINT = re.compile(r"pip install|pyav|opencv|backend", re.IGNORECASE)
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+
+
+def write_png(path: Path, a: np.ndarray, ctype: int, filters=(0,), interlace: bool = False) -> None:
+    """Minimal 16-bit PNG encoder: ``a`` (H, W, C) uint16, row filters cycled from ``filters``, optional Adam7."""
+    h, w, c = a.shape
+
+    def encode(sub: np.ndarray) -> bytes:
+        bpp, rows = 2 * c, []
+        prev = np.zeros(sub.shape[1] * bpp, dtype=np.int64)
+        for y in range(sub.shape[0]):
+            cur = np.frombuffer(sub[y].astype(">u2").tobytes(), dtype=np.uint8).astype(np.int64)
+            left = np.concatenate([np.zeros(bpp, np.int64), cur[:-bpp]])
+            upleft = np.concatenate([np.zeros(bpp, np.int64), prev[:-bpp]])
+            pa, pb, pc = np.abs(prev - upleft), np.abs(left - upleft), np.abs(left + prev - 2 * upleft)
+            paeth = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, prev, upleft))
+            f = filters[y % len(filters)]
+            pred = [0 * cur, left, prev, (left + prev) // 2, paeth][f]
+            rows.append(bytes([f]) + ((cur - pred) % 256).astype(np.uint8).tobytes())
+            prev = cur
+        return b"".join(rows)
+
+    passes = _ADAM7 if interlace else ((0, 0, 1, 1),)
+    raw = b"".join(encode(a[y0::dy, x0::dx]) for x0, y0, dx, dy in passes if a[y0::dy, x0::dx].size)
+
+    def chunk(t: bytes, d: bytes) -> bytes:
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, ctype, 0, 0, int(interlace))
+    body = chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + body)
 
 
 # ---------------------------------------------------------------- .npy
@@ -124,25 +160,94 @@ def test_read_png_exact(tmp_path):
     assert np.array_equal(read_png(tmp_path / "t.tif"), t16.transpose(2, 0, 1) / 65535.0)
 
 
-def test_read_png_errors_and_16bit_colour_warning(tmp_path):
+def test_read_png_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="none.png"):
         read_png(tmp_path / "none.png")
     (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
-    with pytest.raises(ValueError, match="bad.png"):
+    with pytest.raises(ValueError, match=r"cannot decode image file .*bad\.png"):
         read_png(tmp_path / "bad.png")
-    # hand-built 16-bit RGB PNG: Pillow decodes it at 8 bits, which must not pass silently
-    a = (np.arange(2 * 3 * 3).reshape(2, 3, 3) * 3000).astype(">u2")
-    raw = b"".join(b"\x00" + a[i].tobytes() for i in range(2))
 
-    def chunk(t: bytes, d: bytes) -> bytes:
-        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
 
-    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 3, 2, 16, 2, 0, 0, 0))
-    png += chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
-    (tmp_path / "c16.png").write_bytes(png)
-    with pytest.warns(UserWarning, match="8-bit precision"):
+@pytest.mark.parametrize("name", ["e.png", "e.jpg", "e.tif", "e"])
+def test_read_png_empty_file_names_it(tmp_path, name):
+    (tmp_path / name).write_bytes(b"")
+    for reader in (read_png, read_linear_image):
+        with pytest.raises(ValueError, match=r"cannot decode image file .*: the file is empty \(0 bytes\)") as err:
+            reader(tmp_path / name)
+        assert name in str(err.value) and not _PLUGIN_HINT.search(str(err.value))
+
+
+@pytest.mark.parametrize("name", ["junk.png", "junk.jpg", "junk", "junk.webp"])
+def test_read_png_undecodable_file_has_no_plugin_hint(tmp_path, name):
+    (tmp_path / name).write_bytes(b"this is not an image at all " * 4)
+    with pytest.raises(ValueError, match="cannot decode image file") as err:
+        read_png(tmp_path / name)
+    assert name in str(err.value) and not _PLUGIN_HINT.search(str(err.value))
+
+
+def test_read_png_grey_alpha_8_and_16_bit(tmp_path):
+    from PIL import Image
+
+    for h in (3, 5):  # 3 rows: scikit-image took such a (3, W, 2) array for channel-first
+        g = (np.arange(h * 6).reshape(h, 6) * 7 % 256).astype(np.uint8)
+        Image.fromarray(np.dstack([g, np.full_like(g, 99)])).save(tmp_path / "la8.png")
+        assert np.array_equal(read_png(tmp_path / "la8.png"), np.repeat(g[None] / 255.0, 3, axis=0))
+    g16 = np.array([[0, 1000, 40001], [65535, 12345, 257]], dtype=np.uint16)
+    la16 = np.dstack([g16, np.full_like(g16, 500)])
+    for filt in range(5):
+        write_png(tmp_path / "la16.png", la16, 4, filters=(filt,))
+        assert np.array_equal(read_png(tmp_path / "la16.png"), np.repeat(g16[None] / 65535.0, 3, axis=0))
+
+
+@pytest.mark.parametrize("interlace", [False, True])
+@pytest.mark.parametrize("ctype", [2, 6])
+def test_read_png_16bit_colour_full_precision(tmp_path, ctype, interlace):
+    a = np.random.default_rng(ctype).integers(0, 65536, size=(11, 13, 4 if ctype == 6 else 3)).astype(np.uint16)
+    a[0, 0, :3] = (1000, 40001, 7)  # not multiples of 257: 8-bit decoding cannot give these
+    write_png(tmp_path / "c16.png", a, ctype, filters=(0, 1, 2, 3, 4), interlace=interlace)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         out = read_png(tmp_path / "c16.png")
-    np.testing.assert_allclose(out, a.astype(np.float64).transpose(2, 0, 1) / 65535.0, atol=1 / 255)
+    expect = a[..., :3].transpose(2, 0, 1) / 65535.0
+    assert out.shape == (3, 11, 13) and out.dtype == np.float64
+    assert np.array_equal(out, expect)
+    assert np.array_equal(out.astype(np.float32), (a[..., :3] / np.float32(65535)).transpose(2, 0, 1))
+    assert out[0, 0, 0] == 1000 / 65535 and out[1, 0, 0] == 40001 / 65535
+    np.testing.assert_allclose(read_linear_image(tmp_path / "c16.png"), srgb_to_linear(expect))
+    png = (tmp_path / "c16.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(png[: len(png) // 2])
+    with pytest.raises(ValueError, match=r"cannot decode image file .*cut\.png"):
+        read_png(tmp_path / "cut.png")
+
+
+def test_read_png_16bit_colour_from_a_real_encoder():
+    from PIL import Image
+
+    f = Path(skio.__file__).parents[1] / "data" / "chessboard_RGB.png"
+    if not f.is_file() or f.read_bytes()[24:26] != bytes([16, 2]):
+        pytest.skip("scikit-image's 16-bit RGB sample image is not installed")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = read_png(f)
+    v = np.round(out * 65535).astype(np.uint16)
+    assert np.array_equal(v / 65535.0, out) and np.any(v % 257)  # 16-bit values, not 8-bit ones scaled
+    with Image.open(f) as im:  # Pillow keeps the high byte of each 16-bit sample
+        assert np.array_equal(v >> 8, np.asarray(im.convert("RGB")).transpose(2, 0, 1))
+
+
+def test_read_png_grey16_palette_and_bilevel(tmp_path):
+    from PIL import Image
+
+    g16 = np.array([[0, 1000, 40001, 65535]], dtype=np.uint16)
+    Image.fromarray(g16).save(tmp_path / "i16.png")  # mode "I;16"
+    assert np.array_equal(read_png(tmp_path / "i16.png"), np.repeat(g16[None] / 65535.0, 3, axis=0))
+    pal = Image.fromarray(np.array([[0, 1, 2, 3]], dtype=np.uint8))
+    pal.putpalette([255, 0, 0, 0, 255, 0, 0, 0, 255, 10, 20, 30])
+    pal.save(tmp_path / "p.png")
+    lut = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [10, 20, 30]])
+    assert np.array_equal(read_png(tmp_path / "p.png"), lut[None].transpose(2, 0, 1) / 255.0)
+    Image.fromarray(np.array([[True, False, True]])).save(tmp_path / "b.png")  # 1-bit
+    assert np.array_equal(read_png(tmp_path / "b.png")[:, 0], np.array([[1.0, 0.0, 1.0]] * 3))
 
 
 def test_read_linear_image(tmp_path):

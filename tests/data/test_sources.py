@@ -1,8 +1,28 @@
+import re
+import struct
+import zlib
+
 import numpy as np
 import pytest
+from PIL import Image
 from skimage import io as skio
 
 from udcshield.data.sources import EMBEDDED_PHOTOS, extract_patches, load_photo, load_photo_file, rescale_image
+
+
+_PLUGIN_HINT = re.compile(r"pip install|pyav|opencv|backend", re.IGNORECASE)
+
+
+def write_png16(path, a: np.ndarray, ctype: int) -> None:
+    """Minimal 16-bit PNG encoder (no filtering): ``a`` (H, W, C) uint16; ctype 2 RGB, 4 grey+alpha, 6 RGBA."""
+    raw = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in a)
+
+    def chunk(t: bytes, d: bytes) -> bytes:
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", a.shape[1], a.shape[0], 16, ctype, 0, 0, 0)
+    body = chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + body)
 
 
 @pytest.mark.parametrize("name", EMBEDDED_PHOTOS)
@@ -36,6 +56,57 @@ def test_load_photo_file(tmp_path):
     (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8 truncated")
     with pytest.raises(ValueError, match="bad.jpg"):
         load_photo_file(tmp_path / "bad.jpg")
+
+
+
+@pytest.mark.parametrize("name", ["e.png", "e.jpg", "e"])
+def test_load_photo_file_empty_file(tmp_path, name):
+    (tmp_path / name).write_bytes(b"")
+    with pytest.raises(ValueError, match=r"cannot decode image file .*: the file is empty \(0 bytes\)") as err:
+        load_photo_file(tmp_path / name)
+    assert name in str(err.value) and not _PLUGIN_HINT.search(str(err.value))
+
+
+def test_load_photo_file_undecodable_has_no_plugin_hint(tmp_path):
+    for name in ("junk.png", "junk"):
+        (tmp_path / name).write_bytes(b"garbage, not an image " * 3)
+        with pytest.raises(ValueError, match="cannot decode image file") as err:
+            load_photo_file(tmp_path / name)
+        assert name in str(err.value) and not _PLUGIN_HINT.search(str(err.value))
+
+
+def test_load_photo_file_grey_alpha(tmp_path):
+    for h in (3, 5):
+        g = (np.arange(h * 4).reshape(h, 4) * 11 % 256).astype(np.uint8)
+        Image.fromarray(np.dstack([g, np.full_like(g, 7)])).save(tmp_path / "la.png")  # mode "LA"
+        assert np.array_equal(load_photo_file(tmp_path / "la.png"), np.repeat(g[None] / 255.0, 3, axis=0))
+    g16 = np.array([[1000, 40001], [0, 65535]], dtype=np.uint16)
+    write_png16(tmp_path / "la16.png", np.dstack([g16, np.full_like(g16, 3)]), 4)
+    assert np.array_equal(load_photo_file(tmp_path / "la16.png"), np.repeat(g16[None] / 65535.0, 3, axis=0))
+
+
+@pytest.mark.parametrize("ctype", [2, 6])
+def test_load_photo_file_16bit_colour_full_precision(tmp_path, ctype):
+    a = np.random.default_rng(0).integers(0, 65536, size=(4, 5, 4 if ctype == 6 else 3)).astype(np.uint16)
+    a[0, 0, :3] = (1000, 40001, 7)  # not multiples of 257
+    write_png16(tmp_path / "c16.png", a, ctype)
+    out = load_photo_file(tmp_path / "c16.png")
+    assert out.dtype == np.float64 and out.shape == (3, 4, 5)
+    assert np.array_equal(out, a[..., :3].transpose(2, 0, 1) / 65535.0)
+    assert np.float32(out[0, 0, 0]) == np.float32(1000 / 65535) and out[1, 0, 0] == 40001 / 65535
+    skio.imsave(str(tmp_path / "t16.tif"), a[..., :3], check_contrast=False)
+    assert np.array_equal(load_photo_file(tmp_path / "t16.tif"), out)
+
+
+def test_load_photo_file_grey16_and_palette(tmp_path):
+    g16 = np.array([[0, 1000, 40001, 65535]], dtype=np.uint16)
+    Image.fromarray(g16).save(tmp_path / "i16.png")  # mode "I;16"
+    assert np.array_equal(load_photo_file(tmp_path / "i16.png"), np.repeat(g16[None] / 65535.0, 3, axis=0))
+    pal = Image.fromarray(np.array([[0, 1, 2]], dtype=np.uint8))
+    pal.putpalette([255, 0, 0, 0, 255, 0, 10, 20, 30])
+    pal.save(tmp_path / "p.png")
+    lut = np.array([[255, 0, 0], [0, 255, 0], [10, 20, 30]])
+    assert np.array_equal(load_photo_file(tmp_path / "p.png"), lut[None].transpose(2, 0, 1) / 255.0)
 
 
 def test_extract_patches_are_windows_of_the_image():

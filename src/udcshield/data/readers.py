@@ -7,7 +7,8 @@ message. Value ranges:
 * :func:`read_npy_image` -- the stored values unchanged (linear HDR radiance in DISCNet SYNTH, Feng et
   al., CVPR 2021, and MIPI 2022 UDC).
 * :func:`read_png` -- display-referred (sRGB-encoded) values in [0, 1]: integer samples divided by the
-  dtype maximum (uint8 / 255 exactly, uint16 / 65535).
+  dtype maximum (uint8 / 255 exactly, uint16 / 65535, 16-bit colour PNGs included); grey and grey+alpha
+  are replicated to three channels, alpha is dropped (:func:`decode_image_file`: (H, W, 3) samples as stored).
 * :func:`read_hdr` -- linear radiance >= 0 decoded from Radiance RGBE.
 * :func:`read_mat_arrays` -- the raw arrays (e.g. uint8 ``(N, H, W, 3)`` in the ``.mat`` release of Zhou
   et al., "Image Restoration for Under-Display Camera", CVPR 2021).
@@ -23,7 +24,8 @@ from __future__ import annotations
 
 import importlib
 import re
-import warnings
+import struct
+import zlib
 from pathlib import Path
 from types import ModuleType
 
@@ -32,6 +34,8 @@ import numpy as np
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _EXR_MAGIC = b"\x76\x2f\x31\x01"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic TIFF and BigTIFF
+_PLUGIN_HINT = re.compile(r"backend|pip install|plugin", re.IGNORECASE)
 
 
 DATASETS_EXTRA = "pip install 'udcshield[datasets]'"
@@ -106,50 +110,119 @@ def read_npy_image(path: str | Path) -> np.ndarray:
     return _to_chw(arr, p)
 
 
-def _png_is_16bit_colour(p: Path) -> bool:
+def _png16(buf: bytes) -> np.ndarray | None:
+    """16-bit RGB / RGBA / grey+alpha PNG bytes -> (H, W, C) uint16 with all 16 bits; None for other PNGs.
+
+    Pillow keeps only the high byte of these samples, so the IDAT stream is unfiltered with Pillow's
+    "zip" decoder twice, keeping the high and then the low byte of each sample (grey+alpha once, as 8-bit
+    RGBA: the same 4 bytes per pixel, so the same PNG filtering). Other PNGs are read fully by Pillow.
+    """
+    pos, idat, hdr = 8, [], None
+    while pos < len(buf):
+        n, kind = struct.unpack(">I4s", buf[pos : pos + 8].ljust(8, b"\0"))
+        if hdr is None and (kind != b"IHDR" or n != 13):
+            raise ValueError("PNG without a valid IHDR header")
+        data, crc = buf[pos + 8 : pos + 8 + n], buf[pos + 8 + n : pos + 12 + n]
+        if len(crc) < 4 or struct.unpack(">I", crc)[0] != zlib.crc32(kind + data):
+            raise ValueError(f"truncated or corrupt PNG {kind.decode('latin-1')} chunk")
+        if hdr is None:
+            hdr = struct.unpack(">IIBBBBB", data)
+            if hdr[2] != 16 or hdr[3] not in (2, 4, 6):
+                return None
+        elif kind == b"IDAT":
+            idat.append(data)
+        elif kind == b"IEND" or idat:  # the IDAT chunks are consecutive
+            break
+        pos += 12 + n
+    if hdr is None or not idat:
+        raise ValueError("PNG without image data (no IDAT chunk)")
+    w, h, _, ctype, comp, filt, interlace = hdr
+    if min(w, h) < 1 or comp or filt or interlace > 1:
+        raise ValueError(f"bad PNG header (size {w}x{h}, methods {comp}/{filt}/{interlace})")
+    from PIL import Image
+
+    z = b"".join(idat)
+    if ctype == 4:
+        b = np.asarray(Image.frombytes("RGBA", (w, h), z, "zip", "RGBA", interlace)).astype(np.uint16)
+        return b[..., 0::2] << 8 | b[..., 1::2]
+    mode = "RGB" if ctype == 2 else "RGBA"
+    hi, lo = (np.asarray(Image.frombytes(mode, (w, h), z, "zip", f"{mode};16{e}", interlace)) for e in "BL")
+    return hi.astype(np.uint16) << 8 | lo
+
+
+def _decode_error(p: Path, exc: Exception) -> ValueError:
+    """ValueError "cannot decode image file <p>: <reason>", without imageio's plugin-installation hints."""
+    text = str(exc).strip()
+    reason = text.splitlines()[0] if text else type(exc).__name__
+    if _PLUGIN_HINT.search(text):  # imageio: "Could not find a backend ... pip install imageio[pyav]"
+        reason = "not a recognised image format, or corrupt data"
+    return ValueError(f"cannot decode image file {p}: {reason}")
+
+
+def decode_image_file(path: str | Path) -> np.ndarray:
+    """Decode a PNG/JPEG/TIFF (or other format imageio reads) into its samples as stored, as (H, W, 3).
+
+    Grey (H, W) and grey+alpha (H, W, 2) images are replicated to three channels and the alpha channel
+    of grey+alpha and RGBA is dropped; palette images come as RGB; a channel-first (3 or 4, H, W) TIFF is
+    moved to channel-last. The dtype is the file's: uint8, uint16 (16-bit PNGs, colour included, keep all
+    16 bits), float for a float TIFF, bool for 1-bit images. TIFFs are read with tifffile, others with
+    imageio (Pillow).
+
+    Raises:
+        FileNotFoundError: missing file. ValueError: "cannot decode image file <path>: <reason>" for an
+        empty (0-byte) or undecodable file; an unsupported shape.
+    """
+    p = _existing_file(path)
     with open(p, "rb") as fh:
-        head = fh.read(26)
-    return len(head) == 26 and head[:8] == _PNG_SIGNATURE and head[24] == 16 and head[25] in (2, 6)
+        head = fh.read(8)
+    if not head:
+        raise ValueError(f"cannot decode image file {p}: the file is empty (0 bytes)")
+    try:
+        img = _png16(p.read_bytes()) if head == _PNG_SIGNATURE else None
+        if img is None and head[:4] in _TIFF_MAGIC:  # as scikit-image reads TIFFs
+            img = importlib.import_module("tifffile").imread(str(p))
+        elif img is None:
+            img = importlib.import_module("imageio.v3").imread(str(p))
+        img = np.asarray(img)
+    except Exception as exc:  # decoder errors vary by format and plugin
+        raise _decode_error(p, exc) from exc
+    if img.size == 0:
+        raise ValueError(f"cannot decode image file {p}: no image data (shape {img.shape})")
+    shape = img.shape
+    if img.ndim == 2:
+        img = img[..., None]
+    if img.ndim == 3 and img.shape[-1] > 4 and img.shape[0] in (3, 4):
+        img = np.moveaxis(img, 0, -1)
+    if img.ndim != 3 or img.shape[-1] not in (1, 2, 3, 4):
+        raise ValueError(f"{p}: expected a grey, grey+alpha, RGB or RGBA image, got shape {shape}")
+    return img[..., :3] if img.shape[-1] >= 3 else np.repeat(img[..., :1], 3, axis=-1)
 
 
 def read_png(path: str | Path) -> np.ndarray:
     """Read an 8/16-bit PNG (also JPEG or TIFF) as display-referred values in [0, 1].
 
-    Integer samples are divided by the dtype maximum (uint8: exactly v / 255; uint16: v / 65535).
-    Grey images are replicated to three channels; an alpha channel is dropped. Floating-point files
+    Integer samples are divided by the dtype maximum (uint8: exactly v / 255; uint16, 16-bit colour PNGs
+    included: exactly v / 65535), 1-bit images give 0 or 1. Grey and grey+alpha images are replicated to
+    three channels, palette images expanded to RGB; an alpha channel is dropped. Floating-point files
     (e.g. a float TIFF) are returned as stored and must be finite and >= 0.
-
-    Note: the Pillow decoder used by scikit-image reduces 16-bit *colour* PNGs to 8 bits; such files are
-    read at 8-bit precision with a warning (store them as 16-bit TIFF to keep the full precision).
 
     Returns:
         (3, H, W) float64.
 
     Raises:
-        FileNotFoundError: missing file. ValueError: undecodable file, unsupported shape, NaN/Inf.
+        FileNotFoundError: missing file. ValueError: "cannot decode image file <path>: ..." for an empty or
+        undecodable file; unsupported shape, NaN/Inf.
     """
     return _read_raster(_existing_file(path))[0]
 
 
 def _read_raster(p: Path) -> tuple[np.ndarray, bool]:
     """Decode a PNG/JPEG/TIFF -> ((3, H, W) float64, whether the samples were integers)."""
-    from skimage import io as skio
-
-    if p.suffix.lower() == ".png" and _png_is_16bit_colour(p):
-        warnings.warn(f"{p}: 16-bit colour PNG is decoded at 8-bit precision by Pillow", UserWarning, stacklevel=3)
-    try:
-        img = np.asarray(skio.imread(str(p)))
-    except Exception as exc:  # decoder errors vary by plugin
-        raise ValueError(f"{p}: cannot decode image file: {exc}") from exc
+    img = decode_image_file(p)
+    is_int = img.dtype == bool or bool(np.issubdtype(img.dtype, np.integer))
     if img.dtype == bool:
-        img = img.astype(np.uint8)
-    if img.ndim == 2:
-        img = img[..., None]
-    if img.ndim != 3 or img.shape[-1] not in (1, 3, 4):
-        raise ValueError(f"{p}: expected a grey, RGB or RGBA image, got shape {img.shape}")
-    img = img[..., :3] if img.shape[-1] != 1 else np.repeat(img, 3, axis=-1)
-    is_int = bool(np.issubdtype(img.dtype, np.integer))
-    if is_int:
+        out = img.astype(np.float64)
+    elif is_int:
         out = img.astype(np.float64) / float(np.iinfo(img.dtype).max)
     elif np.issubdtype(img.dtype, np.floating):
         out = img.astype(np.float64)

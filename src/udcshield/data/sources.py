@@ -24,7 +24,10 @@ EMBEDDED_PHOTOS: tuple[str, ...] = (
 
 
 def _to_chw_unit(img: np.ndarray, origin: str) -> np.ndarray:
-    """HxW, HxWx3 or HxWx4 array of any numeric dtype -> (3, H, W) float64 in [0, 1]."""
+    """HxW, HxWx1, HxWx2 (grey+alpha), HxWx3 or HxWx4 array of any numeric dtype -> (3, H, W) float64 in [0, 1].
+
+    Integers are divided by their dtype maximum (uint16: v / 65535), bool gives 0/1, floats are clipped.
+    """
     arr = np.asarray(img)
     if arr.dtype == bool:
         arr = arr.astype(np.float64)
@@ -33,12 +36,11 @@ def _to_chw_unit(img: np.ndarray, origin: str) -> np.ndarray:
     else:
         arr = arr.astype(np.float64)
     if arr.ndim == 2:
-        arr = np.repeat(arr[..., None], 3, axis=-1)
-    if arr.ndim != 3 or arr.shape[-1] not in (1, 3, 4):
-        raise ValueError(f"{origin}: expected a grey, RGB or RGBA image, got shape {np.asarray(img).shape}")
-    if arr.shape[-1] == 1:
-        arr = np.repeat(arr, 3, axis=-1)
-    arr = arr[..., :3]
+        arr = arr[..., None]
+    if arr.ndim != 3 or arr.shape[-1] not in (1, 2, 3, 4):
+        shape = np.asarray(img).shape
+        raise ValueError(f"{origin}: expected a grey, grey+alpha, RGB or RGBA image, got shape {shape}")
+    arr = arr[..., :3] if arr.shape[-1] >= 3 else np.repeat(arr[..., :1], 3, axis=-1)
     if min(arr.shape[:2]) < 1:
         raise ValueError(f"{origin}: empty image")
     if not np.all(np.isfinite(arr)):
@@ -60,24 +62,24 @@ def load_photo(name: str) -> np.ndarray:
 
 
 def load_photo_file(path: str | Path) -> np.ndarray:
-    """Load a PNG/JPEG (or any format scikit-image reads) as (3, H, W) float64 sRGB in [0, 1].
+    """Load a PNG/JPEG/TIFF (or any format imageio reads) as (3, H, W) float64 sRGB in [0, 1].
 
-    Grey images are replicated to 3 channels, alpha is dropped, integer dtypes are scaled by their max.
+    Decoded by :func:`udcshield.data.readers.decode_image_file`: grey and grey+alpha images are replicated
+    to 3 channels, palette images expanded to RGB, alpha is dropped. Integer samples are divided by their
+    dtype maximum with full precision (8-bit: v / 255; 16-bit, colour PNGs included: v / 65535); float
+    files are clipped to [0, 1].
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: the file cannot be decoded or is not a 2-D grey/RGB/RGBA image.
+        ValueError: "cannot decode image file <path>: <reason>" for an empty (0-byte) or undecodable file;
+            not a 2-D grey/grey+alpha/RGB/RGBA image.
     """
-    from skimage import io as skio
+    from udcshield.data.readers import decode_image_file
 
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"image file not found: {p}")
-    try:
-        img = skio.imread(str(p))
-    except Exception as exc:  # decoder errors vary by plugin
-        raise ValueError(f"cannot decode image file {p}: {exc}") from exc
-    return _to_chw_unit(img, f"image file {p}")
+    return _to_chw_unit(decode_image_file(p), f"image file {p}")
 
 
 def rescale_image(img: np.ndarray, scale: float) -> np.ndarray:

@@ -233,7 +233,7 @@ def display_mask(
 
 
 def load_user_mask(path: str | Path) -> np.ndarray:
-    """Read a unit-cell PNG (grey, RGB or RGBA) and binarise it at half the dtype's range.
+    """Read a unit-cell PNG (grey, grey+alpha, RGB or RGBA; 8 or 16 bit) and binarise it at half the dtype's range.
 
     Returns:
         float64 array (h, w) with values in {0, 1} (1 = transparent).
@@ -242,26 +242,17 @@ def load_user_mask(path: str | Path) -> np.ndarray:
         FileNotFoundError: the file does not exist.
         ValueError: the file cannot be decoded as an image, or it has no open pixel.
     """
-    from skimage import io as skio
+    from udcshield.data.readers import decode_image_file
 
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"user mask file not found: {p}")
     try:
-        img = skio.imread(str(p))
-    except Exception as exc:  # decoder errors vary by plugin
-        raise ValueError(f"cannot read user mask image {p}: {exc}") from exc
-    arr = np.asarray(img)
-    if arr.ndim == 3:
-        if arr.shape[-1] == 4:
-            arr = arr[..., :3]
-        arr = arr.mean(axis=-1)
-    if arr.ndim != 2:
-        raise ValueError(f"user mask image {p} must be 2-D (grey) or 3-D (RGB[A]), got shape {arr.shape}")
-    if np.issubdtype(np.asarray(img).dtype, np.integer):
-        full = float(np.iinfo(np.asarray(img).dtype).max)
-    else:
-        full = 1.0
+        img = decode_image_file(p)  # (h, w, 3): grey replicated, alpha dropped
+    except ValueError as exc:
+        raise ValueError(f"user mask image: {exc}") from exc
+    arr = img.mean(axis=-1)
+    full = float(np.iinfo(img.dtype).max) if np.issubdtype(img.dtype, np.integer) else 1.0
     mask = (arr.astype(np.float64) >= 0.5 * full).astype(np.float64)
     if mask.max() <= 0:
         raise ValueError(f"user mask image {p} has no open (bright) pixel")
