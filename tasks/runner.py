@@ -21,10 +21,13 @@ from prefect.futures import as_completed
 from prefect.task_runners import TaskRunner
 
 from tasks.common import GPU_TAGS, TASK_OPTIONS, progress_logger
+from tasks.console import quiet_if_requested
 from udcshield.config import RunnerConfig
 from udcshield.pipeline.common import pin_device
 from udcshield.pipeline.runner import get_stage, unit_meter
 from udcshield.pipeline.stage import StageContext, Unit
+
+quiet_if_requested()  # a Dask worker of ``python -m flows``: one console line per bad-input error
 
 #: Environment variable naming a dask scheduler (``tcp://host:8786``) when ``runner.address`` is null.
 DASK_ADDRESS_ENV = "UDCSHIELD_DASK_ADDRESS"

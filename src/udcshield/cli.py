@@ -17,10 +17,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
 from udcshield.config import ConfigError, to_dict
+from udcshield.errors import (
+    EXIT_PARAMS,
+    EXIT_STAGE,
+    USER_ERRORS,
+    params_error_line,
+    stage_error_line,
+)
 from udcshield.pipeline.layout import Layout, configure_torch, resolve_device
 from udcshield.pipeline.runner import STAGE_NAMES, get_stage, run_stage
 from udcshield.preflight import load_checked
@@ -56,19 +64,30 @@ def main(argv: list[str] | None = None) -> int:
         sections = get_stage(args.stage).sections if args.command == "run" else None  # validate: every section
         params = load_checked(args.params, sections)  # schema, then the registry checks of those sections
     except ConfigError as exc:
-        print(f"udcshield: error: {exc}", file=sys.stderr)
-        return 2
+        print(params_error_line(exc), file=sys.stderr)
+        return EXIT_PARAMS
     if args.command == "validate":
         print(json.dumps(to_dict(params), indent=2))
         return 0
     configure_torch()
+    _log_warnings()
     try:
         result = run_stage(args.stage, params, Layout(Path(args.data)), resolve_device(params.device), _log_row)
-    except (OSError, ValueError, RuntimeError) as exc:  # OSError: missing/unreadable files and folders
-        print(f"udcshield: error in stage {args.stage}: {exc}", file=sys.stderr)
-        return 1
+    except USER_ERRORS as exc:
+        print(stage_error_line(args.stage, exc), file=sys.stderr)
+        return EXIT_STAGE
     print(json.dumps(result, indent=2, default=str))
     return 0
+
+
+def _log_warnings() -> None:
+    """Warnings of the library (e.g. a damaged shard that is recomputed) as ``udcshield: ...`` lines on stderr."""
+    logger = logging.getLogger("udcshield")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("udcshield: %(levelname)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.WARNING)
 
 
 def _log_row(row: dict) -> None:
