@@ -32,7 +32,7 @@ from udcshield.attacks.registry import attack_constructor_eps, budget_mode, budg
 from udcshield.attacks.universal import apply_universal, universal_perturbation
 from udcshield.config import AttackSpec, Params, to_dict
 from udcshield.pipeline.common import check_rgb_pairs, load_pairs, run_batched, to_numpy_images
-from udcshield.pipeline.checkpoints import load_restorer
+from udcshield.pipeline.checkpoints import load_restorer, verified_checkpoint_digest
 from udcshield.pipeline.layout import Layout
 from udcshield.pipeline.names import array_name, conditions, restorers
 from udcshield.pipeline.runner import run_stage
@@ -40,7 +40,6 @@ from udcshield.pipeline.stage import StageContext, Unit
 from udcshield.pipeline.shards import (Shard, ShardCache, ShardedStage, cache_root, code_digest, ids_digest, make_shards,
                                       shard_units, units_by_set)
 from udcshield.seeding import derive_seed, torch_generator
-from udcshield.store.hashing import tree_sha256
 from udcshield.store.provenance import make_provenance
 from udcshield.store.zarr_io import read_images, store_attrs, verified_digest, write_store
 
@@ -186,7 +185,8 @@ def plan(params: Params, layout: Layout, device: torch.device) -> dict[str, list
               "accel": to_dict(params.accel) if device.type == "cuda" else None,
               "inputs": verified_digest(layout.test_store, "inputs"),
               "targets": verified_digest(layout.test_store, "targets"), "ids": ids_digest(ids)}
-    checkpoints = {source: tree_sha256(layout.checkpoint(*source.split("/"))) for source in restorers(params)}
+    checkpoints = {source: verified_checkpoint_digest(layout.checkpoint(*source.split("/")), "restorer")
+                   for source in restorers(params)}
     out: dict[str, list[Shard]] = {}
     for source, spec, budget in conditions(params):
         material = {**common, "restorer": checkpoints[source], "spec": to_dict(spec), "budget": budget}

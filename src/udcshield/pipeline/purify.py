@@ -24,13 +24,13 @@ from udcshield.config import Params, to_dict
 from udcshield.defenses.dataset import purify_set
 from udcshield.defenses.purifier import load_purifier
 from udcshield.pipeline.common import run_batched, to_numpy_images
+from udcshield.pipeline.checkpoints import verified_checkpoint_digest
 from udcshield.pipeline.layout import Layout
 from udcshield.pipeline.names import CLEAN, adversarial_keys
 from udcshield.pipeline.runner import run_stage
 from udcshield.pipeline.shards import (Shard, ShardCache, ShardedStage, cache_root, code_digest, ids_digest, make_shards,
                                       shard_units, units_by_set)
 from udcshield.pipeline.stage import StageContext, Unit
-from udcshield.store.hashing import tree_sha256
 from udcshield.store.provenance import make_provenance
 from udcshield.store.zarr_io import read_images, store_attrs, verified_digest, write_store
 
@@ -87,7 +87,8 @@ def plan(params: Params, layout: Layout, device: torch.device) -> dict[str, list
     """
     ids = list(store_attrs(layout.test_store)["image_ids"])
     common = {"stage": "purify", "seed": params.seed, "purify": to_dict(params.purify),
-              "purifier": tree_sha256(layout.purifier), "ids": ids_digest(ids), "code": code_digest(),
+              "purifier": verified_checkpoint_digest(layout.purifier, "purifier"), "ids": ids_digest(ids),
+              "code": code_digest(),
               "device": device.type, "accel": to_dict(params.accel) if device.type == "cuda" else None}
     return {name: make_shards(name, len(ids), params.purify.shard_size,
                               {**common, "input": verified_digest(*source_of(layout, name))})
