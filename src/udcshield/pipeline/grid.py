@@ -27,7 +27,7 @@ from udcshield.pipeline.common import apply_batched, load_pairs, to_numpy_images
 from udcshield.pipeline.layout import Layout
 from udcshield.pipeline.names import CLEAN, DEFENSES, array_name, condition_label, restorers, split_source
 from udcshield.store.provenance import input_digests, make_provenance
-from udcshield.store.zarr_io import read_images, recorded_digest, store_attrs, write_store
+from udcshield.store.zarr_io import read_images, store_attrs, verified_digest, write_store
 
 ROLES = ("input", "restored")
 
@@ -88,11 +88,11 @@ def write_grid(params: Params, layout: Layout, models: dict[str, torch.nn.Module
         for defense in DEFENSES:
             for condition in grid_conditions(params):
                 store, name = _source_array(params, layout, source, defense, condition)
+                sources[f"{store.name}/{name}"] = verified_digest(store, name)  # the whole array, then k rows
                 x = torch.from_numpy(read_images(store, name, rows=slice(0, k)))
                 restored = apply_batched(model, x, params.evaluate.batch_size, device, stage=f"grid/{source}")
                 arrays[grid_array(source, defense, condition, "input")] = to_numpy_images(x)
                 arrays[grid_array(source, defense, condition, "restored")] = to_numpy_images(restored)
-                sources[f"{store.name}/{name}"] = recorded_digest(store, name)
     checkpoints = {f"restorer {s}": layout.checkpoint(*split_source(s)) for s in restorers(params)}
     settings = {"report": {"grid_images": params.report.grid_images, "grid_attack": params.report.grid_attack},
                 "evaluate": {"batch_size": params.evaluate.batch_size}}

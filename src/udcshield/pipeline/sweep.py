@@ -45,7 +45,7 @@ from udcshield.pipeline.stage import SingleUnitStage, StageContext
 from udcshield.progress import ProgressMeter
 from udcshield.store.atomic import atomic_dir, write_text_atomic
 from udcshield.store.provenance import make_provenance
-from udcshield.store.zarr_io import read_images
+from udcshield.store.zarr_io import read_images, verified_digest
 
 __all__ = ["COLUMNS", "sweep_dir", "check_sweep", "adversarial_set", "expected_nfe", "EvaluationCounter",
            "measure_setting", "compare_to_reference", "summarize", "run", "write_outputs", "render_sweep_table"]
@@ -221,6 +221,7 @@ def measure_sweep(params: Params, layout: Layout, device: torch.device,
     for spec_model in params.train.models:
         name = spec_model.name
         restorer = load_checkpoint(layout.restorer(name), device=device).eval()
+        verified_digest(layout.adversarial, adversarial_set(params, name))  # the whole array, then n rows
         adv = torch.from_numpy(read_images(layout.adversarial, adversarial_set(params, name), rows=slice(0, n)))
         sets = {"clean": inputs, "adv": adv}
         for t_star in cfg.t_stars:
