@@ -28,6 +28,7 @@ import functools
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,10 +154,11 @@ class ShardCache:
         try:
             self.verify(shard)
         except (StoreError, OSError, ValueError, KeyError, RuntimeError) as exc:
-            reason = str(exc)
+            where = self.location(shard.key)
+            reason = _short_reason(exc, where)
             self.remove([shard], prune=False)
-            log.warning("shard cache entry %s failed verification and was deleted; recomputing %s (%s)",
-                        self.location(shard.key), shard.label(), reason)
+            log.warning("shard cache entry %s failed verification (%s) and was deleted; recomputing %s",
+                        where, reason, shard.label())
             return False, reason
         return True, None
 
@@ -211,6 +213,14 @@ class ShardCache:
             for folder in (self.root / self.stage, self.root):
                 if folder.is_dir() and not any(folder.iterdir()):
                     folder.rmdir()
+
+
+def _short_reason(exc: BaseException, where: str | Path) -> str:
+    """The store error behind ``exc`` without the entry's path and the advice to rerun (the cache heals)."""
+    text = str(exc.__cause__ or exc)
+    label = where.as_posix() if isinstance(where, Path) else where
+    text = re.sub(rf"(zarr store )?{re.escape(label)}/?:?\s*", "", text)
+    return text.split("; ")[0]
 
 
 def cache_root(configured: str | None, data_root: str | Path) -> str | Path:
