@@ -41,7 +41,8 @@ def test_repository_and_tiny_params_pass():
     preflight(load_params(ROOT / "params.yaml"))
     preflight(params_from_dict(tiny_params()))
     assert load_checked(ROOT / "params.yaml") == load_params(ROOT / "params.yaml")
-    assert set(CHECKED_SECTIONS) == {"train", "finetune", "attack"} and set(CHECKED_SECTIONS) <= set(SECTIONS)
+    assert set(CHECKED_SECTIONS) == {"simulate", "train", "purifier", "finetune", "attack", "evaluate"}
+    assert set(CHECKED_SECTIONS) <= set(SECTIONS)
 
 
 # ------------------------------------------------------------------------------------------------ train
@@ -52,9 +53,9 @@ def test_unknown_restorer():
 
 def test_restorer_kwargs_must_be_accepted_by_its_constructor():
     _raises({"train": {"models": [{"name": "resunet", "kwargs": {"widht": 8}}]}},
-            r"train.models\[0\].kwargs: restorer 'resunet': .*widht.*; accepted arguments: \[.*base_channels")
+            r"train.models\[0\].kwargs.widht: restorer 'resunet': .*widht.*; accepted arguments: \[.*base_channels")
     _raises({"train": {"models": [{"name": "resunet", "kwargs": {"size": "huge"}}]}},
-            r"train.models\[0\].kwargs: unknown size 'huge'")
+            r"train.models\[0\].kwargs.size: unknown size 'huge'")
     _raises({"train": {"models": [{"name": "resunet", "kwargs": {"generator": 1}}]}},
             r"train.models\[0\].kwargs.generator is set by the stages")
     preflight(params_from_dict({"train": {"models": [{"name": "resunet", "kwargs": {"size": "tiny"}}]}}))
@@ -77,6 +78,19 @@ def test_trainable_prefixes_must_match_every_restorer():
             r"finetune.trainable: prefixes \['decoder', 'neck'\] match no parameter of restorer 'resunet' "
             r"\(its top-level parameter groups: bottleneck, decoders, downs, encoders, fuses, head, tail, ups\)")
     preflight(params_from_dict({"finetune": {"trainable": ["decoders", "tail"]}}))
+
+
+def test_restorer_values_are_checked_by_building_it():
+    _raises({"train": {"models": [{"name": "resunet", "kwargs": {"depth": -1}}]}},
+            r"train.models\[0\].kwargs.depth \(\{'depth': -1\}\): restorer 'resunet' refuses them: ResUNet: depth must")
+    _raises({"train": {"models": [{"name": "srudc", "kwargs": {"heads": 5}}]}},
+            r"train.models\[0\].kwargs.heads .*not divisible by heads 5")
+
+
+@pytest.mark.parametrize("section", ["train", "purifier", "finetune"])
+def test_training_crops_fit_the_patches(section):
+    _raises({"simulate": {"patch_size": 16}}, rf"{section}.crop_size \(\d+\) exceeds simulate.patch_size \(16\): "
+                                               r".*crop_size must be in \[1, 16\]", sections=[section])
 
 
 def test_trainable_check_names_a_bad_restorer_first():
@@ -106,13 +120,81 @@ def test_universal_is_a_function_with_its_own_parameters():
 
 
 def test_newly_registered_attack_is_accepted(monkeypatch):
-    class Gentle(FGSM):
-        def __init__(self, model, softness: float = 1.0, **kwargs) -> None:
-            super().__init__(model, **kwargs)
+    class Gentle(FGSM):  # explicit parameters: create_attack passes only names the signature lists
+        def __init__(self, model, eps: float = 0.03, softness: float = 1.0, objective: str = "mse",
+                     reference: str = "target", seed: int = 0) -> None:
+            if softness <= 0:
+                raise ValueError(f"softness must be > 0, got {softness}")
+            super().__init__(model, eps, objective=objective, reference=reference, seed=seed)
 
     monkeypatch.setitem(attack_registry._REGISTRY, "gentle", Gentle)
     preflight(params_from_dict(_attack({"name": "gentle", "budgets": [8], "kwargs": {"softness": 0.5}})))
     _raises(_attack({"name": "gentle", "kwargs": {"hardness": 0.5}}), r"attack.attacks\[0\].kwargs.hardness")
+    _raises(_attack({"name": "gentle", "kwargs": {"softness": -1.0}}),
+            r"attack.attacks\[0\].kwargs.softness \(\{'softness': -1.0\}\): attack 'gentle' refuses them: "
+            r"softness must be > 0")
+
+
+def test_attack_values_are_checked_by_building_the_attack():
+    _raises(_attack({"name": "pgd", "kwargs": {"steps": 0}}),
+            r"attack.attacks\[0\].kwargs.steps \(\{'steps': 0\}\): attack 'pgd' refuses them: steps must be an int")
+    _raises(_attack({"name": "pgd", "kwargs": {"restarts": 3, "random_start": False}}),
+            r"attack.attacks\[0\].kwargs.restarts .*requires random_start=True")
+    _raises(_attack({"name": "lpips_pgd", "kwargs": {}}), r"attack.attacks\[0\].kwargs .*lpips is required")
+    _raises(_attack({"name": "universal", "kwargs": {"lr": 0.0}}), r"attack.attacks\[0\].kwargs.lr .*lr must be")
+    preflight(params_from_dict(_attack({"name": "pgd", "kwargs": {"steps": 2, "random_start": False}})))
+
+
+def test_attack_needs_images_large_enough():
+    raw = {**_attack({"name": "lpips_pgd", "kwargs": {"lpips": "absent.safetensors"}}),
+           "simulate": {"patch_size": 16}}
+    _raises(raw, r"attack.attacks\[0\].name 'lpips_pgd' needs images of at least 31 x 31 pixels, but "
+                 r"simulate.patch_size is 16", sections=["attack"])
+    raw["simulate"]["patch_size"] = 32
+    _raises(raw, r"attack.attacks\[0\].kwargs.lpips .*LPIPS weights not found", sections=["attack"])
+
+
+# ------------------------------------------------------------------------------------------------ simulate
+def test_open_ratio_within_the_layout():
+    _raises({"simulate": {"optics": {"mask": "circle", "open_ratio": 0.9}}},
+            r"simulate.optics.open_ratio \(0.9\) exceeds the 'circle' layout's maximum 0.7854")
+    preflight(params_from_dict({"simulate": {"optics": {"mask": "circle", "open_ratio": 0.78}}}))
+
+
+def test_psf_fft_within_the_memory_guard():
+    _raises({"simulate": {"optics": {"open_ratio": 0.02}}},
+            r"simulate.optics \(mask 'toled', open_ratio 0.02.*needs an FFT of \d+ > 4096")
+    spectral = {"simulate": {"optics": {"open_ratio": 0.02, "spectral_response_path": "r.csv"}}}
+    preflight(params_from_dict(spectral))  # the response file's wavelengths decide; the stage reads it
+
+
+@pytest.mark.parametrize("optics", [{"open_ratio": 0.03}, {"mask": "circle", "open_ratio": 0.01}, {"mask": "poled"},
+                                    {"mask": "open", "oversample": 60}, {"support_px": 101, "f_number": 4.0}])
+def test_predicted_fft_side_is_the_simulators(optics):
+    """preflight.simulate mirrors compute_psf's sampling rule: its FFT side is the one compute_psf needs."""
+    from udcshield.config import OpticsConfig
+    from udcshield.physics.psf import compute_psf
+    from udcshield.preflight.simulate import psf_fft_sides
+
+    o = OpticsConfig(**optics)
+    side = max(n for _, n in psf_fft_sides(o))
+    with pytest.raises(ValueError, match=rf"needs an FFT of {side} > max_fft={side - 1}"):
+        compute_psf(mask_kind=o.mask, pitch_um=o.pitch_um, open_ratio=o.open_ratio, focal_length_mm=o.focal_length_mm,
+                    f_number=o.f_number, wavelengths_nm=o.wavelengths_nm, sensor_pitch_um=o.sensor_pitch_um,
+                    support_px=o.support_px, oversample=o.oversample, max_fft=side - 1)
+
+
+def test_embedded_photos_are_bundled_photos_or_paths():
+    _raises({"simulate": {"test_photos": ["chelsea", "rockett"]}},
+            r"simulate.test_photos\[1\] 'rockett' is neither a bundled photo \(one of .*chelsea")
+    preflight(params_from_dict({"simulate": {"test_photos": ["photos/cat.png"]}}))
+    preflight(params_from_dict({"simulate": {"source": "folder", "dataset_root": "d", "test_photos": ["x"]}}))
+
+
+def test_ssim_needs_patches_of_its_window():
+    _raises({"simulate": {"patch_size": 8}}, r"evaluate.metrics\[1\] 'ssim' needs images of at least 11 x 11",
+            sections=["evaluate"])
+    preflight(params_from_dict({"simulate": {"patch_size": 8}, "evaluate": {"metrics": ["psnr"]}}), ["evaluate"])
 
 
 # ------------------------------------------------------------------------------------------------ sections
@@ -157,7 +239,8 @@ def test_cli_validate_runs_the_full_preflight_and_run_the_stage_one(tmp_path, ca
 # ------------------------------------------------------------------------------------------------ layout
 def test_each_checked_section_has_its_own_module():
     assert section_module("train") == "udcshield.preflight.train"
-    assert section_module("simulate") == "udcshield.preflight"
+    assert section_module("simulate") == "udcshield.preflight.simulate"
+    assert section_module("purify") == "udcshield.preflight"
     for name in CHECKED_SECTIONS:
         assert callable(importlib.import_module(section_module(name)).check)
     with pytest.raises(ConfigError, match="unknown params section 'atack'"):

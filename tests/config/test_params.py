@@ -165,10 +165,10 @@ def raw_params(draw) -> dict:
     return {
         "seed": draw(st.integers(0, 2**31)),
         "device": draw(st.sampled_from(["auto", "cpu", "cuda"])),
-        "simulate": {"patch_size": draw(st.integers(1, 256)), "scale": draw(_POS_FLOAT),
+        "simulate": {"patch_size": draw(st.integers(1, 256)), "scale": draw(st.floats(1e-3, 1.0)),
                      "train_photos": ["a", "b"], "test_photos": ["c"],
                      "optics": {"mask": draw(st.sampled_from(["toled", "poled", "circle", "open"])),
-                                "support_px": 2 * draw(st.integers(0, 40)) + 1,
+                                "support_px": 2 * draw(st.integers(1, 40)) + 1,
                                 "open_ratio": draw(st.floats(min_value=0.01, max_value=1.0, allow_subnormal=False)),
                                 "random_tile_flip": draw(st.booleans())},
                      "hdr": {"light_gain_range": sorted(draw(st.lists(_POS_FLOAT, min_size=2, max_size=2)))},

@@ -21,6 +21,12 @@ from udcshield.config import ConfigError, OpticsConfig, SimulateConfig, params_f
     ({"simulate": {"source": "mipi"}}, "simulate.dataset_root is required"),
     ({"simulate": {"max_images": 0}}, "simulate.max_images"),
     ({"simulate": {"scale": 0}}, "simulate.scale"),
+    ({"simulate": {"scale": 1.5}}, "simulate.scale (1.5) must be in (0, 1]"),
+    ({"simulate": {"optics": {"support_px": 1}}}, "simulate.optics.support_px (1) must be an odd integer >= 3"),
+    ({"simulate": {"hdr": {"highlight_threshold": 1.0}}}, "simulate.hdr.highlight_threshold (1.0) must be in (0, 1)"),
+    ({"simulate": {"hdr": {"highlight_gain": 0.5}}}, "simulate.hdr.highlight_gain (0.5) must be >= 1"),
+    ({"simulate": {"train_photos": ["astronaut", "x/astronaut.png"]}},
+     "simulate.train_photos[1] ('x/astronaut.png') repeats simulate.train_photos[0] ('astronaut')"),
 ])
 def test_bad_simulate_params_name_the_culprit(raw, culprit):
     with pytest.raises(ConfigError) as info:

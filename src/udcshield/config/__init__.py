@@ -7,10 +7,11 @@ dotted path (e.g. ``attack.attacks[0].budgets[2]``).
 Budgets are integers in [1, 256], in units of 1/256 of the tone-mapped [0, 1] image domain, as in Song et
 al. (arXiv 2402.13629).
 
-The package is a pure schema: it imports nothing else from ``udcshield``. Checks that need the restorer or
-attack registries (names, kwargs, ``finetune.trainable``) are in :mod:`udcshield.preflight`. The dataclass
-defaults are the documented defaults and equal ``params.yaml``; :mod:`udcshield.config.reference` renders
-them, with every key's description, as Markdown or JSON Schema.
+The package is a pure schema: it imports nothing else from ``udcshield``. Checks that need the registries or
+what library code refuses (restorer and attack names, kwargs and their values, ``finetune.trainable``, the
+PSF simulator's limits, the image sizes crops, attacks and metrics need) are in :mod:`udcshield.preflight`.
+The dataclass defaults are the documented defaults and equal ``params.yaml``; :mod:`udcshield.config.reference`
+renders them, with every key's description, as Markdown or JSON Schema.
 """
 
 from udcshield.config import reference

@@ -21,6 +21,8 @@ __all__ = [
     "coerce",
     "doc_of",
     "join",
+    "jitter_range",
+    "lr_range",
     "non_negative",
     "option",
     "positive",
@@ -181,3 +183,17 @@ def non_negative(obj: Any, where: str, *names: str) -> None:
     for name in names:
         if getattr(obj, name) < 0:
             raise ConfigError(f"{where}.{name} must be >= 0, got {getattr(obj, name)}")
+
+
+def lr_range(obj: Any, where: str) -> None:
+    """ConfigError naming ``where.lr_min`` unless 0 <= ``lr_min`` <= ``lr`` (the cosine decay's end points)."""
+    if obj.lr_min > obj.lr:
+        raise ConfigError(f"{where}.lr_min ({obj.lr_min}) exceeds {where}.lr ({obj.lr}): the cosine decay runs from "
+                          f"lr down to lr_min, so lr_min must be in [0, {obj.lr}]")
+
+
+def jitter_range(obj: Any, where: str) -> None:
+    """ConfigError naming ``where.color_jitter`` unless it is in [0, 1) (gains drawn in [1 - j, 1 + j])."""
+    if not 0.0 <= obj.color_jitter < 1.0:
+        raise ConfigError(f"{where}.color_jitter ({obj.color_jitter}) must be in [0, 1): per-channel gains are drawn "
+                          "in [1 - j, 1 + j] and must stay positive")

@@ -2,8 +2,8 @@
 
 Loading is strict: unknown keys, missing keys, wrong types and out-of-range values are errors raised
 before any work starts, each naming the offending key by its dotted path. These checks need no registry;
-the registry-aware ones (restorer and attack names, their kwargs, ``finetune.trainable``) are in
-:mod:`udcshield.preflight`.
+the registry-aware ones (restorer and attack names, their kwargs and values, ``finetune.trainable``, the PSF
+simulator's limits, image sizes against ``simulate.patch_size``) are in :mod:`udcshield.preflight`.
 """
 
 from __future__ import annotations
@@ -99,9 +99,10 @@ def load_params(path: str | Path) -> Params:
 
 
 def params_from_dict(raw: Any, source: str = "params") -> Params:
-    """Build and validate :class:`Params` from a plain mapping. Raises ConfigError naming the key."""
-    params = build(Params, raw, "")
+    """Build and validate :class:`Params` from a plain mapping. Raises ConfigError naming the key, prefixed
+    with ``source`` (e.g. the file's path) for wrong types and values alike."""
     try:
+        params = build(Params, raw, "")
         params.validate()
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None

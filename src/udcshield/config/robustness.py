@@ -103,9 +103,13 @@ class PurifyConfig:
         positive(self, where, "t_star", "batch_size", "shard_size")
         non_negative(self, where, "guidance_scale")
         if not 0.0 <= self.eta <= 1.0:
-            raise ConfigError(f"{where}.eta must be in [0, 1], got {self.eta}")
-        if self.num_steps is not None and not 0 < self.num_steps <= self.t_star:
-            raise ConfigError(f"{where}.num_steps must be in [1, t_star] or null, got {self.num_steps}")
+            raise ConfigError(f"{where}.eta ({self.eta}) must be in [0, 1] (DDIM stochasticity)")
+        if self.num_steps is not None and self.num_steps > self.t_star:
+            raise ConfigError(f"{where}.num_steps ({self.num_steps}) exceeds {where}.t_star ({self.t_star}): strided "
+                              "steps must be in [1, t*] or null")
+        if self.num_steps is not None and self.num_steps <= 0:
+            raise ConfigError(f"{where}.num_steps ({self.num_steps}) must be in [1, {where}.t_star] = "
+                              f"[1, {self.t_star}] or null")
 
 
 @dataclass(frozen=True)
@@ -175,9 +179,9 @@ class SweepSampler:
 
     def validate(self, where: str) -> None:
         if self.num_steps is not None and self.num_steps <= 0:
-            raise ConfigError(f"{where}.num_steps must be positive or null, got {self.num_steps}")
+            raise ConfigError(f"{where}.num_steps ({self.num_steps}) must be in [1, t*] or null")
         if not 0.0 <= self.eta <= 1.0:
-            raise ConfigError(f"{where}.eta must be in [0, 1], got {self.eta}")
+            raise ConfigError(f"{where}.eta ({self.eta}) must be in [0, 1] (DDIM stochasticity)")
 
 
 @dataclass(frozen=True)
@@ -219,7 +223,8 @@ class SweepConfig:
             spec.validate(f"{where}.samplers[{i}]")
             if spec.num_steps is not None and spec.num_steps > min(self.t_stars):
                 raise ConfigError(f"{where}.samplers[{i}].num_steps ({spec.num_steps}) exceeds the smallest t* "
-                                  f"({min(self.t_stars)})")
+                                  f"({min(self.t_stars)}) of {where}.t_stars: strided steps must be in [1, t*] "
+                                  "for every t*, or null")
         labels = [s.label for s in self.samplers]
         if len(set(labels)) != len(labels):
             raise ConfigError(f"{where}.samplers lists a setting twice: {labels}")

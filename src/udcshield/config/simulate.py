@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Literal
 
 from udcshield.config.base import ConfigError, non_negative, option, positive
 
-__all__ = ["FormationConfig", "HdrConfig", "OpticsConfig", "SimulateConfig"]
+__all__ = ["FormationConfig", "HdrConfig", "OpticsConfig", "SimulateConfig", "check_distinct_photos"]
+
+
+def check_distinct_photos(photos: tuple[str, ...], where: str) -> None:
+    """ConfigError naming ``where[i]`` when two photos of a split share an image id (the name or file stem)."""
+    seen: dict[str, int] = {}
+    for i, name in enumerate(photos):
+        key = PurePath(name).stem
+        if key in seen:
+            raise ConfigError(f"{where}[{i}] ({name!r}) repeats {where}[{seen[key]}] ({photos[seen[key]]!r}): "
+                              f"image ids come from the photo name or file stem ({key!r}), which must be distinct")
+        seen[key] = i
 
 
 @dataclass(frozen=True)
@@ -29,8 +41,8 @@ class OpticsConfig:
         None, "CSV `wavelength_nm,r,g,b` of the sensor response; PSFs are then integrated over it instead "
               "of taken at `wavelengths_nm`.")
     sensor_pitch_um: float = option(2.0, "Sensor pixel pitch, in micrometres.")
-    support_px: int = option(41, "Side of the PSF kernel in sensor pixels; odd (PSF centred on a pixel), large "
-                                 "enough to hold the second diffraction orders of red.")
+    support_px: int = option(41, "Side of the PSF kernel in sensor pixels; odd and >= 3 (PSF centred on a pixel), "
+                                 "large enough to hold the second diffraction orders of red.")
     oversample: int = option(4, "Fine PSF samples per sensor pixel (raised per wavelength when needed).")
     random_tile_flip: bool = option(False, "Random (seeded) per-cell flips of the display layout.")
     bank_size: int = option(9, "PSFs in the bank: the centre PSF plus warped variants (9 as in DISCNet, "
@@ -43,6 +55,9 @@ class OpticsConfig:
             raise ConfigError(f"{where}.open_ratio must be in (0, 1], got {self.open_ratio}")
         if self.support_px % 2 != 1:
             raise ConfigError(f"{where}.support_px must be odd (PSF centred on a pixel), got {self.support_px}")
+        if self.support_px < 3:
+            raise ConfigError(f"{where}.support_px ({self.support_px}) must be an odd integer >= 3 (the PSF kernel "
+                              "side in sensor pixels)")
         if (self.mask == "user") != (self.user_mask_path is not None):
             raise ConfigError(f"{where}.user_mask_path must be set exactly when {where}.mask is 'user' "
                               f"(mask={self.mask!r}, user_mask_path={self.user_mask_path!r})")
@@ -56,8 +71,8 @@ class HdrConfig:
     """Pseudo-HDR scene synthesis from LDR photos: see :func:`udcshield.physics.hdr.pseudo_hdr`."""
 
     highlight_threshold: float = option(
-        0.95, "Channel maximum in (0, 1] above which pixels are ramped up as highlights (hue kept).")
-    highlight_gain: float = option(20.0, "Radiance gain of the brightest highlights (smoothstep ramp from 1).")
+        0.95, "Channel maximum in (0, 1) above which pixels are ramped up as highlights (hue kept).")
+    highlight_gain: float = option(20.0, "Radiance gain (>= 1) of the brightest highlights (smoothstep ramp from 1).")
     n_light_sources: int = option(2, "Synthetic light sources (anti-aliased discs) added per scene (>= 0).")
     light_gain_range: tuple[float, float] = option(
         (8.0, 100.0), "[low, high] of the light sources' peak radiance (log-uniform), 0 < low <= high.")
@@ -65,9 +80,13 @@ class HdrConfig:
         (1.0, 3.0), "[low, high] radius of the synthetic light sources in pixels, 0 < low <= high.")
 
     def validate(self, where: str) -> None:
-        if not 0.0 < self.highlight_threshold <= 1.0:
-            raise ConfigError(f"{where}.highlight_threshold must be in (0, 1], got {self.highlight_threshold}")
-        non_negative(self, where, "highlight_gain", "n_light_sources")
+        if not 0.0 < self.highlight_threshold < 1.0:
+            raise ConfigError(f"{where}.highlight_threshold ({self.highlight_threshold}) must be in (0, 1): pixels "
+                              "between it and 1 are ramped up")
+        if not self.highlight_gain >= 1.0:
+            raise ConfigError(f"{where}.highlight_gain ({self.highlight_gain}) must be >= 1 (a gain of the "
+                              "highlights, 1 = none)")
+        non_negative(self, where, "n_light_sources")
         for name in ("light_gain_range", "light_radius_px"):
             lo, hi = getattr(self, name)
             if not 0 < lo <= hi:
@@ -118,15 +137,19 @@ class SimulateConfig:
     patch_size: int = option(64, "Side of the square patches cropped from each simulated image, in pixels.")
     train_patches_per_image: int = option(48, "Patches cropped from each training image.")
     test_patches_per_image: int = option(16, "Patches cropped from each test image.")
-    scale: float = option(0.5, "Downscaling of the photos before cropping, so patches hold more scene.")
+    scale: float = option(0.5, "Downscaling of the photos before cropping, in (0, 1], so patches hold more scene.")
     optics: OpticsConfig = option(factory=OpticsConfig, doc="Display mask and lens of the PSF.")
     hdr: HdrConfig = option(factory=HdrConfig, doc="Pseudo-HDR synthesis from the LDR photos.")
     formation: FormationConfig = option(factory=FormationConfig, doc="Image formation and noise.")
 
     def validate(self, where: str) -> None:
-        positive(self, where, "patch_size", "train_patches_per_image", "test_patches_per_image", "scale")
+        positive(self, where, "patch_size", "train_patches_per_image", "test_patches_per_image")
+        if not 0.0 < self.scale <= 1.0:
+            raise ConfigError(f"{where}.scale ({self.scale}) must be in (0, 1]: photos are only ever downscaled")
         if not self.train_photos or not self.test_photos:
             raise ConfigError(f"{where}: train_photos and test_photos must both be non-empty")
+        for split in ("train_photos", "test_photos"):
+            check_distinct_photos(getattr(self, split), f"{where}.{split}")
         if self.source != "embedded" and not self.dataset_root:
             raise ConfigError(f"{where}.dataset_root is required when {where}.source is {self.source!r}")
         if self.max_images is not None and self.max_images <= 0:

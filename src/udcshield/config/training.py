@@ -12,6 +12,8 @@ from typing import Any, Literal
 from udcshield.config.base import (
     ConfigError,
     check_budget,
+    jitter_range,
+    lr_range,
     non_negative,
     option,
     positive,
@@ -46,7 +48,7 @@ class TrainConfig:
         "Restorers of the study; every one is trained, fine-tuned, attacked and evaluated.")
     iterations: int = option(3000, "Optimizer steps.")
     batch_size: int = option(8, "Crops per step.")
-    crop_size: int = option(64, "Side of the random training crops, in pixels.")
+    crop_size: int = option(64, "Side of the random training crops, in pixels (at most `simulate.patch_size`).")
     lr: float = option(1e-3, "Initial Adam learning rate.")
     lr_min: float = option(1e-5, "Final learning rate of the cosine decay (<= `lr`).")
     loss: Literal["l2", "l1"] = option("l2", "Pixel loss.")
@@ -57,16 +59,17 @@ class TrainConfig:
         None, "Local VGG-19 safetensors file for the perceptual loss (nothing is downloaded).")
     flips: bool = option(True, "Random horizontal and vertical flips of the crops.")
     color_jitter: float = option(
-        0.05, "Per-channel gains drawn in [1 - j, 1 + j], applied to input and target alike (0 = off).")
+        0.05, "Per-channel gains drawn in [1 - j, 1 + j], j in [0, 1), applied to input and target alike (0 = off).")
 
     def validate(self, where: str) -> None:
         positive(self, where, "iterations", "batch_size", "crop_size", "lr")
         non_negative(self, where, "lr_min", "color_jitter", "perceptual_weight")
-        if self.lr_min > self.lr:
-            raise ConfigError(f"{where}.lr_min ({self.lr_min}) must not exceed lr ({self.lr})")
+        lr_range(self, where)
+        jitter_range(self, where)
         if self.perceptual_weight > 0 and not self.vgg_weights_path:
-            raise ConfigError(f"{where}.perceptual_weight > 0 needs {where}.vgg_weights_path (a local VGG-19 "
-                              "safetensors file; no weights are downloaded)")
+            raise ConfigError(f"{where}.vgg_weights_path ({self.vgg_weights_path!r}) is required when "
+                              f"{where}.perceptual_weight > 0 ({self.perceptual_weight}): a local VGG-19 safetensors "
+                              "file (no weights are downloaded)")
         if not self.models:
             raise ConfigError(f"{where}.models must list at least one restorer")
         names = [m.name for m in self.models]
@@ -93,17 +96,25 @@ class PurifierConfig:
         "linear", "Noise schedule (`linear`: beta from 1e-4 to 0.02, Ho et al. 2020).")
     iterations: int = option(2000, "Optimizer steps of the denoising training.")
     batch_size: int = option(8, "Crops per step.")
-    crop_size: int = option(32, "Side of the random training crops, in pixels.")
+    crop_size: int = option(
+        32, "Side of the random training crops, in pixels: a multiple of 2^(levels - 1), levels = the length of "
+            "`block_out_channels`, and at most `simulate.patch_size`.")
     lr: float = option(1e-3, "Initial Adam learning rate.")
-    lr_min: float = option(1e-4, "Final learning rate of the cosine decay.")
+    lr_min: float = option(1e-4, "Final learning rate of the cosine decay (<= `lr`).")
     flips: bool = option(True, "Random horizontal and vertical flips of the crops.")
 
     def validate(self, where: str) -> None:
         positive(self, where, "sample_size", "layers_per_block", "num_train_timesteps", "iterations",
                  "batch_size", "crop_size", "lr")
         non_negative(self, where, "lr_min")
+        lr_range(self, where)
         if not self.block_out_channels or any(c <= 0 for c in self.block_out_channels):
             raise ConfigError(f"{where}.block_out_channels must be positive ints, got {list(self.block_out_channels)}")
+        multiple = 2 ** (len(self.block_out_channels) - 1)
+        if self.crop_size % multiple:
+            raise ConfigError(f"{where}.crop_size ({self.crop_size}) must be a multiple of {multiple} = "
+                              f"2^(len({where}.block_out_channels) - 1): the UNet halves the resolution "
+                              f"{len(self.block_out_channels) - 1} times")
 
 
 @dataclass(frozen=True)
@@ -134,12 +145,13 @@ class FinetuneConfig:
     purify_batch_size: int = option(64, "Images per batch when purifying the training inputs.")
     iterations: int = option(800, "Optimizer steps.")
     batch_size: int = option(8, "Crops per step (>= 2 in mode `mixed`).")
-    crop_size: int = option(64, "Side of the random training crops, in pixels.")
+    crop_size: int = option(64, "Side of the random training crops, in pixels (at most `simulate.patch_size`).")
     lr: float = option(2e-4, "Initial Adam learning rate.")
-    lr_min: float = option(1e-6, "Final learning rate of the cosine decay.")
+    lr_min: float = option(1e-6, "Final learning rate of the cosine decay (<= `lr`).")
     loss: Literal["l2", "l1"] = option("l2", "Pixel loss.")
     flips: bool = option(True, "Random horizontal and vertical flips of the crops.")
-    color_jitter: float = option(0.05, "Per-channel gains in [1 - j, 1 + j] on input and target (0 = off).")
+    color_jitter: float = option(0.05, "Per-channel gains in [1 - j, 1 + j], j in [0, 1), on input and target "
+                                       "(0 = off).")
     include_clean: bool = option(True, "Also train on the unpurified inputs (modes `purified` and `mixed`).")
     attack_budget: int = option(
         8, "Inner PGD of `adversarial` / `trades` / `mixed`: L-inf radius, integer in [1, 256] (units of 1/256).")
@@ -157,13 +169,17 @@ class FinetuneConfig:
         positive(self, where, "purify_batch_size", "iterations", "batch_size", "crop_size", "lr", "attack_steps")
         non_negative(self, where, "lr_min", "color_jitter", "trades_beta", "gan_weight")
         positive(self, where, "gan_lr")
+        lr_range(self, where)
+        jitter_range(self, where)
         if not self.t_stars or any(t <= 0 for t in self.t_stars):
             raise ConfigError(f"{where}.t_stars must be positive diffusion steps, got {list(self.t_stars)}")
         if self.num_steps is not None and self.num_steps <= 0:
-            raise ConfigError(f"{where}.num_steps must be positive or null, got {self.num_steps}")
+            raise ConfigError(f"{where}.num_steps ({self.num_steps}) must be in [1, min({where}.t_stars)] = "
+                              f"[1, {min(self.t_stars)}] or null")
         if self.num_steps is not None and self.num_steps > min(self.t_stars):
             raise ConfigError(f"{where}.num_steps ({self.num_steps}) exceeds the smallest of {where}.t_stars "
-                              f"({min(self.t_stars)}); the reverse chain from t* has at most t* steps")
+                              f"({min(self.t_stars)}): strided steps must be in [1, t*] for every t* (the reverse "
+                              "chain from t* has at most t* steps), or null")
         check_budget(self.attack_budget, f"{where}.attack_budget")
         if not 0.0 <= self.adversarial_weight <= 1.0:
             raise ConfigError(f"{where}.adversarial_weight must be in [0, 1], got {self.adversarial_weight}")

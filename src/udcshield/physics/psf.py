@@ -58,6 +58,24 @@ def _box_weights(support: int, os: int, centre: int, length: int) -> np.ndarray:
     return w
 
 
+def pupil_sampling(lam_um: float, f_um: float, diameter_um: float, sensor_pitch_um: float, support_px: int,
+                   oversample: int, feature_um: float | None, samples_per_opening: int) -> tuple[int, float, int]:
+    """(effective oversampling, pupil window L in µm, FFT side) of :func:`compute_psf` at one wavelength.
+
+    Oversampling is raised until the window holds the aperture twice; the pupil step is fine enough for
+    the aperture (1/32 of it), for the FFT output to cover the PSF support, and for ``samples_per_opening``
+    samples across the narrowest display opening ``feature_um`` (None: not known, no constraint).
+    """
+    os_eff = max(oversample, math.ceil(2.0 * diameter_um * sensor_pitch_um / (lam_um * f_um) - 1e-9))
+    window = lam_um * f_um * os_eff / sensor_pitch_um  # pupil window L (µm)
+    dx_target = min(
+        diameter_um / 32.0,
+        lam_um * f_um / (sensor_pitch_um * (support_px + 4)),  # FFT output must cover the support
+        feature_um / samples_per_opening if feature_um else math.inf,
+    )
+    return os_eff, window, sfft.next_fast_len(int(math.ceil(window / dx_target)))
+
+
 def compute_psf(
     *,
     mask_kind: str,
@@ -129,14 +147,8 @@ def compute_psf(
     support = int(support_px)
     out = np.empty((len(lams), support, support), dtype=np.float64)
     for ci, lam in enumerate(lams_um):
-        os_eff = max(int(oversample), math.ceil(2.0 * diameter * spix / (lam * f_um) - 1e-9))
-        window = lam * f_um * os_eff / spix  # pupil window L (µm)
-        dx_target = min(
-            diameter / 32.0,
-            lam * f_um / (spix * (support + 4)),  # FFT output must cover the support
-            feature / samples_per_opening if feature else math.inf,
-        )
-        n_fft = sfft.next_fast_len(int(math.ceil(window / dx_target)))
+        os_eff, window, n_fft = pupil_sampling(lam, f_um, diameter, spix, support, int(oversample), feature,
+                                               samples_per_opening)
         if n_fft > max_fft:
             raise ValueError(
                 f"PSF needs an FFT of {n_fft} > max_fft={max_fft} at {lam * 1000:.0f} nm; reduce oversample, "

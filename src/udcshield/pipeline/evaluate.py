@@ -147,6 +147,7 @@ STAGE = EvaluateStage(
     outs=("data/evaluate/records.csv", "data/evaluate/grid.zarr"),
     metrics=({"data/evaluate/metrics.json": {"cache": False}},),
     plots=({"data/evaluate/curves": {"cache": False}},),
+    sections=("evaluate",),
 )
 
 

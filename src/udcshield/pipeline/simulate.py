@@ -183,6 +183,7 @@ STAGE = SimulateStage(
          "paired tone-mapped train/test zarr stores",
     params=("seed", "simulate"),
     outs=("data/simulated",),
+    sections=("simulate",),
 )
 
 

@@ -70,6 +70,7 @@ STAGE = TrainPurifierStage(
     deps=("data/simulated/train.zarr",),
     outs=("data/purifier",),
     plots=({"data/logs/train_purifier.csv": {"x": "step", "y": "loss", "cache": False}},),
+    sections=("purifier",),
 )
 
 

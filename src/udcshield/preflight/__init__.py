@@ -2,19 +2,29 @@
 
 :mod:`udcshield.config` is a pure schema: it checks types, ranges and the rules between sections, but it
 knows no restorer or attack names. The checks here compare params with the registries, which are the only
-lists of names (:mod:`udcshield.models.registry`, :mod:`udcshield.attacks.registry`):
+lists of names (:mod:`udcshield.models.registry`, :mod:`udcshield.attacks.registry`), and with what the
+library modules refuse on construction (restorers, attacks, the PSF simulator, metrics):
 
-- ``train`` (:mod:`udcshield.preflight.train`): every restorer name is registered and its kwargs are
-  accepted by its constructor;
-- ``finetune`` (:mod:`udcshield.preflight.finetune`): every prefix of ``finetune.trainable`` matches a
-  parameter of every restorer;
+- ``simulate`` (:mod:`udcshield.preflight.simulate`): the display layout can realise ``open_ratio``, the
+  PSF's FFT stays within the simulator's memory guard, embedded-source photos are bundled photos or paths;
+- ``train`` (:mod:`udcshield.preflight.train`): every restorer name is registered and its constructor
+  accepts its kwargs, names and values (built on the meta device); ``train.crop_size`` fits the patches;
+- ``purifier`` (:mod:`udcshield.preflight.purifier`): ``purifier.crop_size`` fits the patches;
+- ``finetune`` (:mod:`udcshield.preflight.finetune`): ``finetune.crop_size`` fits the patches and every
+  prefix of ``finetune.trainable`` matches a parameter of every restorer;
 - ``attack`` (:mod:`udcshield.preflight.attack`): every attack name is registered (or is ``universal``,
-  a function) and params set only constructor arguments the attack stage does not set itself.
+  a function), params set only constructor arguments the attack stage does not set itself, the attack
+  accepts their values, and the patches are large enough for it;
+- ``evaluate`` (:mod:`udcshield.preflight.evaluate`): every metric can score patches of that size.
 
+"The patches" are the stored pairs, ``simulate.patch_size`` pixels square (:mod:`udcshield.preflight.common`).
 Each failure is a :class:`~udcshield.config.ConfigError` naming the dotted key, e.g.
-``attack.attacks[0].kwargs.foo``. This module imports only the schema; a section's check module (and so
-the registry it needs) is imported when that section is checked, so a stage's import closure holds the
-registries of the sections it checks and no others (:func:`section_module`).
+``attack.attacks[0].kwargs.foo``. ``tests/test_load_time_checks.py`` lists every check a stage makes on
+params values at run time and proves each one is also made here or by the schema.
+
+This module imports only the schema; a section's check module (and so the registry it needs) is imported
+when that section is checked, so a stage's import closure holds the registries of the sections it checks
+and no others (:func:`section_module`).
 """
 
 from __future__ import annotations
@@ -28,7 +38,7 @@ from udcshield.config import SECTIONS, ConfigError, Params, load_params
 __all__ = ["CHECKED_SECTIONS", "load_checked", "preflight", "section_module"]
 
 #: Sections with registry-aware checks, each in the module ``udcshield.preflight.<section>``.
-CHECKED_SECTIONS: tuple[str, ...] = ("train", "finetune", "attack")
+CHECKED_SECTIONS: tuple[str, ...] = ("simulate", "train", "purifier", "finetune", "attack", "evaluate")
 
 
 def section_module(section: str) -> str:

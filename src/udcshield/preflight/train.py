@@ -1,11 +1,16 @@
-"""Preflight of ``train``: every restorer is registered and accepts its kwargs (nothing is built)."""
+"""Preflight of ``train``: every restorer is registered and its constructor accepts its kwargs (the restorer
+is built on the meta device: no memory, no initialisation), and the training crops fit the stored pairs."""
 
 from __future__ import annotations
 
-from udcshield.config import ConfigError, ModelSpec, Params
-from udcshield.models.registry import list_restorers, restorer_arguments
+import torch
+from torch import nn
 
-__all__ = ["STAGE_SET_KWARGS", "check", "check_model"]
+from udcshield.config import ConfigError, ModelSpec, Params
+from udcshield.models.registry import create_restorer, list_restorers, restorer_arguments
+from udcshield.preflight.common import check_crop, culprit
+
+__all__ = ["STAGE_SET_KWARGS", "build_meta", "check", "check_model"]
 
 #: Keyword arguments of :func:`udcshield.models.registry.create_restorer` that the stages set.
 STAGE_SET_KWARGS = ("generator",)
@@ -22,10 +27,27 @@ def check_model(spec: ModelSpec, where: str) -> None:
     try:
         restorer_arguments(spec.name, **spec.kwargs)
     except (TypeError, ValueError) as err:
-        raise ConfigError(f"{where}.kwargs: {err}") from None
+        raise ConfigError(f"{culprit(f'{where}.kwargs', spec.kwargs, err)}: {err}") from None
+
+
+def build_meta(spec: ModelSpec, where: str) -> nn.Module:
+    """The restorer of ``spec`` built on the meta device, after :func:`check_model`.
+
+    A value its constructor refuses (e.g. ``depth: -1``, heads that do not divide the channels) is a
+    ConfigError naming ``<where>.kwargs.<key>`` (or ``<where>.kwargs`` when the message names no key),
+    raised here instead of when the train stage builds it.
+    """
+    check_model(spec, where)
+    try:
+        with torch.device("meta"):
+            return create_restorer(spec.name, **spec.kwargs)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{culprit(f'{where}.kwargs', spec.kwargs, err)} ({spec.kwargs}): restorer {spec.name!r} "
+                          f"refuses them: {err}") from None
 
 
 def check(params: Params) -> None:
-    """Every entry of ``train.models``: a registered name, kwargs its constructor accepts."""
+    """Every entry of ``train.models`` builds (registered name, accepted kwargs); ``train.crop_size`` fits."""
     for i, spec in enumerate(params.train.models):
-        check_model(spec, f"train.models[{i}]")
+        build_meta(spec, f"train.models[{i}]")
+    check_crop(params, "train")
