@@ -26,6 +26,8 @@ SWEEP_OFF = {"sweep": {"enabled": False}}
     ({"adaptive": {"budgets": []}}, "adaptive.budgets must list"),
     ({"adaptive": {"attacks": [{"name": "a/b"}]}}, "adaptive.attacks[0].name"),
     ({"adaptive": {"attacks": [{"name": "x"}, {"name": "x"}]}}, "adaptive.attacks lists a name twice"),
+    ({"adaptive": {"attacks": [{"name": "pgd"}]}}, "adaptive.attacks[0].name ('pgd') is reserved"),
+    ({"adaptive": {"attacks": [{"name": "clean"}]}}, "adaptive.attacks[0].name ('clean') is reserved"),
     ({"adaptive": {"attacks": [{"name": "x", "gradient": "spsa"}]}}, "adaptive.attacks[0].gradient"),
     ({"sweep": {"t_stars": [20, 20]}}, "sweep.t_stars must be distinct"),
     ({"sweep": {"samplers": [{"sampler": "ddim", "num_steps": 2}]}}, "must include the full DDPM chain"),
@@ -73,3 +75,4 @@ def test_attack_names_are_plain_strings_in_the_schema():
 def test_sweep_labels():
     assert [SweepSampler("ddpm").label, SweepSampler("ddim", 5).label, SweepSampler("ddim", 5, 0.5).label,
             SweepSampler("ddpm", 3, 0.5).label] == ["ddpm-all", "ddim-5", "ddim-5-eta0.5", "ddpm-3"]
+

@@ -112,11 +112,16 @@ class PurifyConfig:
                               f"[1, {self.t_star}] or null")
 
 
+#: Labels the adaptive stage gives its comparison records (clean inputs, the non-adaptive PGD set).
+RESERVED_ADAPTIVE_NAMES = ("clean", "pgd")
+
+
 @dataclass(frozen=True)
 class AdaptiveSpec:
     """One adaptive attack through the purifier: PGD with ``gradient`` "bpda" or "full", EOT over draws."""
 
-    name: str = option(doc="Label of the attack in stores and reports (no `/` or `@`).")
+    name: str = option(doc="Label of the attack in stores and reports (no `/` or `@`; not `clean` or `pgd`, the "
+                           "labels of the clean and non-adaptive records beside it).")
     gradient: Literal["bpda", "full"] = option(
         "bpda", "`bpda`: identity gradient through the purifier (Athalye et al. 2018); `full`: exact "
                 "gradient through the reverse chain.")
@@ -128,6 +133,9 @@ class AdaptiveSpec:
         positive(self, where, "eot_samples", "steps")
         if not self.name or "/" in self.name or "@" in self.name:
             raise ConfigError(f"{where}.name must be a non-empty label without '/' or '@', got {self.name!r}")
+        if self.name in RESERVED_ADAPTIVE_NAMES:
+            raise ConfigError(f"{where}.name ({self.name!r}) is reserved: the adaptive records label the clean and "
+                              f"the non-adaptive PGD inputs {' and '.join(map(repr, RESERVED_ADAPTIVE_NAMES))}")
 
 
 @dataclass(frozen=True)
