@@ -22,20 +22,22 @@ QUIET_ENV = "UDCSHIELD_QUIET_USER_ERRORS"
 
 
 class UserErrorConsoleFilter(logging.Filter):
-    """Drops Prefect's ERROR records about a user error: those carrying it as ``exc_info``, and the later
-    ones repeating its message (``Finished in state Failed('... <message>')``)."""
+    """Drops Prefect's records about a user error: those carrying it as ``exc_info``, and the later ones
+    repeating its message (``Finished in state Failed('... <message>')``, logged at ERROR or INFO)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.messages: set[str] = set()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.ERROR or not record.name.startswith("prefect"):
+        if not record.name.startswith("prefect"):
             return True
         exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, USER_ERRORS):
+        if isinstance(exc, USER_ERRORS) and record.levelno >= logging.ERROR:
             self.messages.add(str(exc))
             return False
+        if not self.messages:
+            return True
         text = record.getMessage()
         return not any(message and message in text for message in self.messages)
 

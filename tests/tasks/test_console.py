@@ -23,6 +23,9 @@ def test_records_about_a_user_error_are_dropped_and_others_kept():
     assert not console.filter(_record("prefect.task_runs", logging.ERROR,
                                       f"Finished in state Failed('Task run encountered an exception StoreError: {error}')"))
     assert not console.filter(_record("prefect.flow_runs", logging.ERROR, "Encountered exception during execution", error))
+    assert not console.filter(_record("prefect.flow_runs", logging.INFO,
+                                      f"Finished in state Failed('Flow run encountered an exception: {error}')"))
+    assert console.filter(_record("prefect.flow_runs", logging.INFO, "Finished in state Completed()"))
     bug = KeyError("images")
     assert console.filter(_record("prefect.task_runs", logging.ERROR, "Task run failed with exception", bug))
     assert console.filter(_record("prefect.flow_runs", logging.ERROR, "Finished in state Failed('KeyError: images')"))

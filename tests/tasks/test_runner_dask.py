@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 CPU = torch.device("cpu")
 
 
-def _flow(stage, ws, params_file, extra_env=None):
+def _flow(stage, ws, params_file, extra_env=None, code=0):
     import subprocess
     import sys
 
@@ -24,7 +24,7 @@ def _flow(stage, ws, params_file, extra_env=None):
          **(extra_env or {})}
     proc = subprocess.run([sys.executable, "-m", "flows", stage, "--params", str(params_file), "--data",
                            str(ws / "data")], cwd=ROOT, env=e, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.returncode == code, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout + proc.stderr
 
 
@@ -55,3 +55,16 @@ def test_dask_runner_matches_local_runner_bit_for_bit(tmp_path):
         np.testing.assert_array_equal(read_images(layout.purified, name), expected, err_msg=name)
     assert not (layout.root / ".shards").exists()
 
+
+
+def test_an_error_on_a_worker_process_is_one_line(tmp_path):
+    """A unit failing inside a Dask worker process (here: a shard cache below a file, found when the first
+    shard is written) ends ``python -m flows`` with exit 1 and the one error line, without tracebacks."""
+    (tmp_path / "afile").write_text("not a folder")
+    raw = deep_update(sharded_params(), {"runner": {"kind": "dask", "n_workers": 2, "processes": True,
+                                                     "shard_cache": str(tmp_path / "afile" / "cache")}})
+    build_data(tmp_path, raw)
+    logs = _flow("attack", tmp_path, tmp_path / "params.yaml", code=1)
+    line = f"udcshield: error in stage attack: [Errno 20] Not a directory: '{tmp_path / 'afile' / 'cache' / 'attack'}'"
+    assert logs.rstrip().splitlines()[-1] == line, logs[-3000:]
+    assert logs.count("Not a directory") == 1 and "Traceback" not in logs and "| ERROR" not in logs, logs[-3000:]
