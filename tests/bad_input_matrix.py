@@ -8,8 +8,9 @@ checkpoint), breaks one thing and runs one stage through both command lines:
 
 :func:`run_both` asserts that the two paths agree: the same exit status and the same single error line
 on stderr, no traceback, no Prefect ERROR record on the console, the message printed once (no Prefect
-state line repeats it), nothing printed at all by the flow path for bad params (it never starts a flow run). :func:`assert_clean_failure` then checks that every file
-under the data root, the shard cache included, is as it was.
+state line repeats it), nothing printed at all by the flow path for bad params (it never starts a flow
+run). :func:`assert_clean_failure` then checks that every file under the data root, the shard cache
+included, is as it was.
 """
 
 from __future__ import annotations

@@ -14,15 +14,7 @@ import numpy as np
 import pytest
 import zarr
 
-from tests.bad_input_matrix import (  # noqa: F401
-    assert_clean_failure,
-    base,
-    case,
-    run_both,
-    run_cli,
-    set_params,
-    snapshot,
-)
+from tests.bad_input_matrix import assert_clean_failure, base, case, run_both, run_cli, set_params, snapshot  # noqa: F401
 from udcshield.store.hashing import array_sha256
 from udcshield.store.zarr_io import write_store
 

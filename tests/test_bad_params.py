@@ -8,14 +8,7 @@ purifier's diffusion steps, more strided steps than t*, a budget beyond 256/256)
 
 import pytest
 
-from tests.bad_input_matrix import (  # noqa: F401
-    assert_clean_failure,
-    base,
-    case,
-    run_both,
-    set_params,
-    snapshot,
-)
+from tests.bad_input_matrix import assert_clean_failure, base, case, run_both, set_params, snapshot  # noqa: F401
 
 ROWS = [
     ("unknown-key", "simulate", {"simulate": {"optics": {"pitch": 100.0}}}, "simulate.optics.pitch"),

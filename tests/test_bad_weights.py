@@ -10,15 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.bad_input_matrix import (  # noqa: F401
-    MODEL,
-    assert_clean_failure,
-    base,
-    case,
-    run_both,
-    set_params,
-    snapshot,
-)
+from tests.bad_input_matrix import MODEL, assert_clean_failure, base, case, run_both, set_params, snapshot  # noqa: F401
 from udcshield.models.checkpoint import save_checkpoint
 from udcshield.models.registry import create_restorer
 

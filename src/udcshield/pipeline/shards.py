@@ -17,9 +17,11 @@ key that hashes everything the shard's content depends on:
 So a shard is reused only when recomputing it would give the same bytes; a stale one can never be
 picked up. Before reuse, a shard is verified against its own recorded digest (every chunk decoded and
 hashed); one that fails (a truncated or altered chunk, a missing ``zarr.json``, no ``complete`` mark) is
-deleted and recomputed, with one warning naming it on the ``udcshield`` logger. Per-image seeds (``derive_seed(seed, '<stage>/<set>', image_id)``) make a shard's content
-independent of which worker ran it and in which order, so a resumed or distributed run is bit-identical
-to an uninterrupted local one.
+deleted and recomputed, with one warning naming it on the ``udcshield`` logger.
+
+Per-image seeds (``derive_seed(seed, '<stage>/<set>', image_id)``) make a shard's content independent
+of which worker ran it and in which order, so a resumed or distributed run is bit-identical to an
+uninterrupted local one.
 """
 
 from __future__ import annotations
