@@ -261,6 +261,7 @@ ROWS: tuple[Row, ...] = (
             ("bim_steps", "attacks.bim:BIM.__init__", _atk("bim", steps=0), "steps must be an int"),
             ("mifgsm_decay", "attacks.mifgsm:MIFGSM.__init__", _atk("mifgsm", decay=-1.0), "decay must"),
             ("pgd_l2_steps", "attacks.pgd_l2:PGDL2.__init__", _atk("pgd_l2", steps=0), "steps must be"),
+            ("apgd_restarts", "attacks.apgd:_APGD.__init__", _atk("apgd", random_start=False, restarts=2), "requires"),
             ("cw_c", "attacks.cw:CW.__init__", _atk("cw", c=0.0), "c must be a finite number > 0"),
             ("cw_objective", "attacks.cw:CW.__init__", _attacks({"name": "cw"}, objective="targeted_mse"), "for CW"),
             ("lpips_missing", "attacks.lpips_attack:LPIPSPGD.__init__", _atk("lpips_pgd"), "lpips is required"),
@@ -399,8 +400,8 @@ SCANNED = tuple(f"{package}.{m}" for package, modules in (
     ("pipeline", "simulate train train_purifier finetune attack purify sweep adaptive evaluate report common grid "
                  "names layout shards"),
     ("defenses", "samplers schedule dataset adaptive purifier defended ddim guidance"),
-    ("attacks", "registry budget base objectives fgsm pgd bim mifgsm pgd_l2 cw lpips lpips_attack simba square "
-                "universal"),
+    ("attacks", "registry budget base objectives fgsm pgd apgd bim mifgsm pgd_l2 cw lpips lpips_attack simba "
+                "square universal"),
     ("models", "registry sizes unet bnudc dagf discnet dwformer srudc udcunet uformer blocks"),
     ("training", "augment diffusion gan perceptual restorer robust"), ("data", "simulate sources datasets"),
     ("physics", "formation hdr masks psf spectral tonemap")) for m in modules.split()) + (

@@ -101,7 +101,7 @@ def test_trainable_check_names_a_bad_restorer_first():
 # ------------------------------------------------------------------------------------------------ attack
 def test_unknown_attack():
     _raises(_attack({"name": "deepfool"}),
-            r"attack.attacks\[0\].name 'deepfool' is not a registered attack \(available: bim, cw, .*, universal\)")
+            r"attack.attacks\[0\].name 'deepfool' is not a registered attack \(available: apgd, apgd_l2, bim, cw, .*, universal\)")
 
 
 def test_unknown_attack_kwarg_is_rejected_before_work():

@@ -26,6 +26,7 @@ from udcshield.attacks.budget import BUDGET_MODES, THREAT_NORMS
 NAMES = [*list_attacks(), "universal"]
 SHAPES = [(3, 32, 32), (3, 256, 256), (3, 17, 9), (1, 1, 1)]
 EXPECTED = {"fgsm": ("linf", "radius"), "pgd": ("linf", "radius"), "bim": ("linf", "radius"),
+            "apgd": ("linf", "radius"), "apgd_l2": ("l2", "radius"),
             "mifgsm": ("linf", "radius"), "lpips_pgd": ("linf", "radius"), "pgd_l2": ("l2", "radius"),
             "cw": ("linf", "projected"), "simba": ("linf", "radius"), "square": ("linf", "radius"),
             "universal": ("linf", "radius")}
@@ -34,7 +35,7 @@ EXPECTED = {"fgsm": ("linf", "radius"), "pgd": ("linf", "radius"), "bim": ("linf
 def legacy_budget_eps(name: str, budget: int, image_shape: tuple[int, ...]) -> float:
     """The attack stage's conversion before the threat models were declared by the attacks (frozen copy)."""
     eps = budget / 256.0
-    if name in ("pgd_l2",):
+    if name in ("pgd_l2", "apgd_l2"):  # apgd_l2 came later, with the same L2 convention as pgd_l2
         return eps * math.sqrt(math.prod(image_shape))
     return eps
 

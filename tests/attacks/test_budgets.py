@@ -7,7 +7,7 @@ from torch import nn
 
 from udcshield.attacks import LPIPS, create_attack, list_attacks
 
-LINF = {"bim": {"steps": 3}, "mifgsm": {"steps": 3}, "fgsm": {}, "pgd": {"steps": 3},
+LINF = {"bim": {"steps": 3}, "mifgsm": {"steps": 3}, "fgsm": {}, "pgd": {"steps": 3}, "apgd": {"steps": 3},
         "lpips_pgd": {"steps": 2}, "simba": {"max_queries": 60},
         "square": {"max_queries": 60}}
 
@@ -27,7 +27,7 @@ def small_net() -> nn.Module:
 
 
 def test_every_attack_is_covered():
-    assert set(list_attacks()) == set(LINF) | {"pgd_l2", "cw"}
+    assert set(list_attacks()) == set(LINF) | {"pgd_l2", "apgd_l2", "cw"}
 
 
 @pytest.mark.parametrize("name", sorted(LINF))

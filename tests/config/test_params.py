@@ -189,7 +189,8 @@ def raw_params(draw) -> dict:
                    "sampler": draw(st.sampled_from(["ddpm", "ddim"]))},
         "adaptive": {"budgets": draw(st.lists(st.integers(1, 256), min_size=1, max_size=3)),
                      "attacks": [{"name": n, "gradient": draw(st.sampled_from(["bpda", "full"]))}
-                                 for n in draw(st.lists(_NAME, min_size=1, max_size=2, unique=True))]},
+                                 for n in draw(st.lists(_NAME.filter(lambda s: s not in ("clean", "pgd")),
+                                                        min_size=1, max_size=2, unique=True))]},
         "sweep": {"enabled": sweep_on, "t_stars": sweep_t, "samplers": samplers,
                   "attack": draw(st.sampled_from(attacks))},
         "report": {"grid_attack": draw(st.none() | st.sampled_from(attacks))},

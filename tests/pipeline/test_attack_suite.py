@@ -21,6 +21,8 @@ SUITE = [
     {"name": "bim", "budgets": [4], "kwargs": {"steps": 2}},
     {"name": "mifgsm", "budgets": [4], "kwargs": {"steps": 2}},
     {"name": "pgd_l2", "budgets": [4], "kwargs": {"steps": 3}},
+    {"name": "apgd", "budgets": [4], "kwargs": {"steps": 4, "restarts": 2}},
+    {"name": "apgd_l2", "budgets": [4], "kwargs": {"steps": 4}},
     {"name": "cw", "budgets": [4], "kwargs": {"binary_search_steps": 2, "steps": 5}},
     {"name": "simba", "budgets": [4], "kwargs": {"max_queries": 40}},
     {"name": "square", "budgets": [4], "kwargs": {"max_queries": 20}},
@@ -54,7 +56,7 @@ def test_each_attack_is_stored_within_budget(stage_output, spec):
     attrs = store_attrs(layout.adversarial, name)
     assert attrs["cost"]["seconds"] >= 0 and summary[name]["budget"] == 4
     assert adv.min() >= 0 and adv.max() <= 1
-    if spec["name"] == "pgd_l2":
+    if spec["name"] in ("pgd_l2", "apgd_l2"):
         eps = 4 / 256 * math.sqrt(np.prod(adv.shape[1:]))
         assert np.linalg.norm(delta.astype(np.float64), axis=1).max() <= eps * (1 + 1e-6)
     else:
@@ -63,3 +65,7 @@ def test_each_attack_is_stored_within_budget(stage_output, spec):
     if spec["name"] in ("simba", "square"):
         assert 0 < attrs["cost"]["queries"] <= spec["kwargs"]["max_queries"] * adv.shape[0]
         assert attrs["cost"]["forward_backward"] == 0
+    if spec["name"].startswith("apgd"):  # steps + 1 gradients per restart
+        restarts = spec["kwargs"].get("restarts", 1)
+        assert attrs["cost"]["forward_backward"] == (spec["kwargs"]["steps"] + 1) * restarts * math.ceil(
+            adv.shape[0] / params_from_dict(tiny_params()).attack.batch_size)

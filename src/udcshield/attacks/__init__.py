@@ -1,12 +1,12 @@
 """udcshield.attacks: attacks on image restorers speaking torchattacks' interface.
 
-White-box (registry names): FGSM "fgsm" (Goodfellow et al. 2015), PGD "pgd" and PGD-L2 "pgd_l2"
-(Madry et al. 2018), BIM "bim" (Kurakin et al. 2017), MI-FGSM "mifgsm" (Dong et al. 2018), C&W-L2 "cw"
-(Carlini & Wagner 2017) and LPIPS-guided PGD "lpips_pgd" (LPIPS: Zhang et al. 2018). Black-box through a
-counted :class:`QueryOracle`: SimBA "simba" (Guo et al. 2019) and Square "square" (Andriushchenko et al.
-2020). Functions: :func:`universal_perturbation` / :func:`apply_universal` (universal perturbations) and
-:func:`transfer_attack` with :class:`EnsembleModel` (transfer from surrogates). All maximize the
-distortion of a UDC restorer's output (Song et al., arXiv 2402.13629) in the [0, 1] domain.
+White-box (registry names): FGSM "fgsm" (Goodfellow et al. 2015), PGD "pgd" and PGD-L2 "pgd_l2" (Madry et al.
+2018), Auto-PGD "apgd" and "apgd_l2" (Croce & Hein 2020), BIM "bim" (Kurakin et al. 2017), MI-FGSM "mifgsm"
+(Dong et al. 2018), C&W-L2 "cw" (Carlini & Wagner 2017) and LPIPS-guided PGD "lpips_pgd" (LPIPS: Zhang et al.
+2018). Black-box through a counted :class:`QueryOracle`: SimBA "simba" (Guo et al. 2019) and Square "square"
+(Andriushchenko et al. 2020). Functions: :func:`universal_perturbation` / :func:`apply_universal` (universal
+perturbations) and :func:`transfer_attack` with :class:`EnsembleModel` (transfer from surrogates). All
+maximize the distortion of a UDC restorer's output (Song et al., arXiv 2402.13629) in the [0, 1] domain.
 
 Budgets (integers in units of 1/256) become radii through :mod:`udcshield.attacks.budget`, from the threat
 model each attack declares (``threat_norm``, ``budget_mode``; looked up by name in
@@ -14,6 +14,7 @@ model each attack declares (``threat_norm``, ``budget_mode``; looked up by name 
 :class:`ImageAttack`.
 """
 
+from udcshield.attacks.apgd import APGD, APGDL2
 from udcshield.attacks.base import ImageAttack, check_images, project_linf, representable_budget
 from udcshield.attacks.bim import BIM
 from udcshield.attacks.budget import BUDGET_UNIT, budget_to_linf, check_budget
@@ -44,6 +45,8 @@ from udcshield.attacks.transfer import EnsembleModel, transfer_attack
 from udcshield.attacks.universal import apply_universal, universal_perturbation
 
 __all__ = [
+    "APGD",
+    "APGDL2",
     "BIM",
     "BUDGET_UNIT",
     "CW",

@@ -14,8 +14,9 @@ output), maximised; no classifier, so no cross-entropy or DLR surrogate is neede
   best objective changed since the last checkpoint;
 - the result is each image's best iterate over all iterations and restarts (highest distortion).
 
-The best objective after every iteration is kept in ``last_history`` (restarts, steps + 1, B), for
-convergence checks, and each run's final step size in ``last_step_size`` (restarts, B). Cost: ``steps + 1`` forward-backward passes per restart.
+The best objective after every iteration is kept in ``last_history`` (restarts, steps + 1, B), for convergence
+checks, and each run's final step size in ``last_step_size`` (restarts, B). Cost: ``steps + 1``
+forward-backward passes per restart.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Explicit registry of image-to-image attacks (timm-style decorator registry, no folder scanning).
 
-Built-in attacks on restorers (Song et al., arXiv 2402.13629), all untargeted by default:
-"fgsm" (Goodfellow et al. 2015), "pgd" (Madry et al. 2018), "bim" (Kurakin et al. 2017), "mifgsm"
-(Dong et al. 2018), "pgd_l2" (Madry et al. 2018, L2), "cw" (Carlini & Wagner 2017, L2), "lpips_pgd"
-(PGD on LPIPS, Zhang et al. 2018), and the black-box "simba" (Guo et al. 2019) and "square"
+Built-in attacks on restorers (Song et al., arXiv 2402.13629), all untargeted by default: "fgsm" (Goodfellow
+et al. 2015), "pgd" (Madry et al. 2018), "apgd" and "apgd_l2" (Auto-PGD, Croce & Hein 2020), "bim" (Kurakin et
+al. 2017), "mifgsm" (Dong et al. 2018), "pgd_l2" (Madry et al. 2018, L2), "cw" (Carlini & Wagner 2017, L2),
+"lpips_pgd" (PGD on LPIPS, Zhang et al. 2018), and the black-box "simba" (Guo et al. 2019) and "square"
 (Andriushchenko et al. 2020). Universal perturbations and transfer attacks are functions
 (:mod:`udcshield.attacks.universal`, :mod:`udcshield.attacks.transfer`), not registry entries.
 
@@ -22,6 +22,7 @@ from typing import Any
 from torch import nn
 
 import udcshield.attacks.universal as universal
+from udcshield.attacks.apgd import APGD, APGDL2
 from udcshield.attacks.base import ImageAttack
 from udcshield.attacks.bim import BIM
 from udcshield.attacks.budget import check_threat_model, constructor_eps, radius
@@ -52,6 +53,8 @@ def register_attack(name: str) -> Callable[[type[ImageAttack]], type[ImageAttack
 
 register_attack("fgsm")(FGSM)
 register_attack("pgd")(PGD)
+register_attack("apgd")(APGD)
+register_attack("apgd_l2")(APGDL2)
 register_attack("bim")(BIM)
 register_attack("mifgsm")(MIFGSM)
 register_attack("pgd_l2")(PGDL2)

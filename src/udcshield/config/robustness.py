@@ -33,15 +33,15 @@ __all__ = [
 class AttackSpec:
     """One attack at several budgets (integers, units of 1/256 of the [0, 1] domain).
 
-    The budget is the L-inf radius eps = budget / 256 for every attack except ``pgd_l2``, whose L2 radius
-    is the same RMS level, eps_2 = budget / 256 * sqrt(3 H W), and ``cw`` (minimum-norm), whose result is
-    projected onto the L-inf ball afterwards. ``kwargs`` go to the attack's constructor (e.g. ``steps``,
-    ``random_start``, ``max_queries``); for ``universal`` to
+    The budget is the L-inf radius eps = budget / 256 for every attack except ``pgd_l2`` and ``apgd_l2``,
+    whose L2 radius is the same RMS level, eps_2 = budget / 256 * sqrt(3 H W), and ``cw`` (minimum-norm),
+    whose result is projected onto the L-inf ball afterwards. ``kwargs`` go to the attack's constructor (e.g.
+    ``steps``, ``random_start``, ``max_queries``); for ``universal`` to
     :func:`udcshield.attacks.universal.universal_perturbation` (``steps``, ``lr``, ``batch_size``).
     """
 
-    name: str = option(doc="A registered attack (`fgsm`, `pgd`, `bim`, `mifgsm`, `pgd_l2`, `cw`, `lpips_pgd`, "
-                           "`simba`, `square`, ...) or `universal`.")
+    name: str = option(doc="A registered attack (`fgsm`, `pgd`, `apgd`, `bim`, `mifgsm`, `pgd_l2`, `apgd_l2`, `cw`, "
+                           "`lpips_pgd`, `simba`, `square`, ...) or `universal`.")
     budgets: tuple[int, ...] = option(
         (1, 2, 4, 8), "Distinct budgets, integers in [1, 256] (units of 1/256; 256 = the whole [0, 1] range).")
     kwargs: dict[str, Any] = option(
