@@ -88,8 +88,7 @@ def plan(params: Params, layout: Layout, device: torch.device) -> dict[str, list
     ids = list(store_attrs(layout.test_store)["image_ids"])
     common = {"stage": "purify", "seed": params.seed, "purify": to_dict(params.purify),
               "purifier": verified_checkpoint_digest(layout.purifier, "purifier"), "ids": ids_digest(ids),
-              "code": code_digest(),
-              "device": device.type, "accel": to_dict(params.accel) if device.type == "cuda" else None}
+              "code": code_digest(), "device": device.type, "accel": to_dict(params.accel) if device.type == "cuda" else None}
     return {name: make_shards(name, len(ids), params.purify.shard_size,
                               {**common, "input": verified_digest(*source_of(layout, name))})
             for name in set_names(params)}

@@ -41,7 +41,8 @@ import torch
 
 import udcshield
 from udcshield.pipeline.stage import Stage, Unit
-from udcshield.store.zarr_io import StoreError, is_url, read_images, remove_store, store_attrs, write_store
+from udcshield.store.zarr_io import (StoreError, is_url, path_exists, read_images, remove_store, store_attrs,
+                                     write_store)
 
 log = logging.getLogger(__name__)
 
@@ -134,27 +135,17 @@ class ShardCache:
 
     def exists(self, shard: Shard) -> bool:
         """True when anything (finished, partial or corrupt) is stored under the shard's key."""
-        where = self.location(shard.key)
-        if isinstance(where, Path):
-            return where.exists()
-        import fsspec
-
-        fs, root = fsspec.core.url_to_fs(where, **(self.storage_options or {}))
-        return bool(fs.exists(root))
-
-    def verify(self, shard: Shard) -> None:
-        """Raise StoreError (naming the entry) unless the cache holds ``shard`` complete, under its key,
-        with the expected number of images, every chunk decodable and matching its recorded digest."""
-        self.read(shard)
+        return path_exists(self.location(shard.key), self.storage_options)
 
     def reusable(self, shard: Shard) -> tuple[bool, str | None]:
         """(True, None) when a verified copy of ``shard`` is cached; (False, None) when none is; and
-        (False, reason) when an entry existed but failed :meth:`verify`: it is then deleted (so it is
+        (False, reason) when an entry existed but :meth:`read` refused it (incomplete, another shard's, a
+        chunk that cannot be decoded or does not match its recorded digest): it is then deleted (so it is
         recomputed) and one warning naming it is logged."""
         if not self.exists(shard):
             return False, None
         try:
-            self.verify(shard)
+            self.read(shard)
         except (StoreError, OSError, ValueError, KeyError, RuntimeError) as exc:
             where = self.location(shard.key)
             reason = _short_reason(exc, where)

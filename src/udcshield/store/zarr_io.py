@@ -60,8 +60,16 @@ def _fs(url: str, storage_options: StorageOptions) -> tuple[Any, str]:
     return fsspec.core.url_to_fs(url, **(storage_options or {}))
 
 
+def path_exists(path: StorePath, storage_options: StorageOptions = None) -> bool:
+    """True when anything is at ``path`` (local file or folder, or URL prefix), a zarr store or not."""
+    if is_url(path):
+        fs, root = _fs(str(path), storage_options)
+        return bool(fs.exists(root))
+    return _local(path).exists()
+
+
 def store_exists(path: StorePath, storage_options: StorageOptions = None) -> bool:
-    """True when something (complete or not) is stored at ``path``."""
+    """True when a zarr store (complete or not: its ``zarr.json`` exists) is at ``path``."""
     if is_url(path):
         fs, root = _fs(str(path), storage_options)
         return bool(fs.exists(f"{root.rstrip('/')}/zarr.json"))
