@@ -21,6 +21,8 @@ int(min(255 eps + 4, 1.25 * 255 eps)) (8-bit levels of 1/255, rounded down); our
 (:mod:`udcshield.attacks.budget`): PGD alpha = 2.5 eps / steps, BIM ceil(min(256 eps + 4, 1.25 * 256 eps))
 steps of 1/256, MI-FGSM alpha = eps / steps. Random starts cannot be compared (torchattacks draws from the
 global RNG, ours from one generator per image seed), so PGD runs with random_start=False in both.
+torchattacks returns the last iterate; ours return each image's best by default, so the comparison runs
+ours with ``keep_best=False`` (the best-iterate rule is tested in test_best_iterate.py).
 """
 
 import pytest
@@ -73,11 +75,12 @@ def pair(name: str, model: nn.Module, clf: nn.Module, eps: float, steps: int):
     if name == "fgsm":
         return FGSM(model, eps=eps), torchattacks.FGSM(clf, eps=eps)
     if name == "pgd":
-        return (PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=False),
+        return (PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=False, keep_best=False),
                 torchattacks.PGD(clf, eps=eps, alpha=alpha, steps=steps, random_start=False))
     if name == "bim":
-        return BIM(model, eps=eps, alpha=alpha, steps=steps), torchattacks.BIM(clf, eps=eps, alpha=alpha, steps=steps)
-    return (MIFGSM(model, eps=eps, alpha=alpha, steps=steps, decay=1.0),
+        return (BIM(model, eps=eps, alpha=alpha, steps=steps, keep_best=False),
+                torchattacks.BIM(clf, eps=eps, alpha=alpha, steps=steps))
+    return (MIFGSM(model, eps=eps, alpha=alpha, steps=steps, decay=1.0, keep_best=False),
             torchattacks.MIFGSM(clf, eps=eps, alpha=alpha, steps=steps, decay=1.0))
 
 

@@ -81,15 +81,14 @@ class _APGD(ImageAttack):
         gens = self._generators(seeds)
         best = x.clone()
         best_f = torch.full((x.shape[0],), -math.inf, dtype=torch.float64, device=x.device)
-        histories, etas = [], []
+        etas = []
         for _ in range(self.restarts):
             adv, f, history, eta = self._run(x, ref, self._initial(x, gens) if self.random_start else x.clone())
             etas.append(eta)
             better = f > best_f
             best = torch.where(better.view(-1, *([1] * (x.ndim - 1))), adv, best)
             best_f = torch.where(better, f, best_f)
-            histories.append(history)
-        self.last_history = torch.stack(histories).cpu()
+            self._histories.append(history)
         self.last_step_size = torch.stack(etas).cpu()
         return best
 

@@ -104,6 +104,36 @@ def project_linf(adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor
     return torch.where(bad, x, out)  # safety net; not reached in practice
 
 
+class BestIterate:
+    """Each image's best iterate of an ascent: the point with the largest objective seen so far.
+
+    Iterative attacks score every iterate they take a gradient at (the objective comes with the gradient),
+    plus the last one, and return the best per image rather than the last iterate, as APGD does (Croce &
+    Hein, ICML 2020); a later iterate wins only when strictly better. ``history()`` is the best objective
+    after each scored iterate, (n_scored, B) float64, for convergence checks.
+    """
+
+    def __init__(self) -> None:
+        self.point: torch.Tensor | None = None
+        self.value: torch.Tensor | None = None
+        self._history: list[torch.Tensor] = []
+
+    def update(self, adv: torch.Tensor, value: torch.Tensor) -> None:
+        """Offer iterate ``adv`` (B x C x H x W) with objective ``value`` (B,)."""
+        value = value.detach().double()
+        if self.point is None or self.value is None:
+            self.point, self.value = adv.detach().clone(), value.clone()
+        else:
+            better = value > self.value
+            self.point = torch.where(better.view(-1, *([1] * (adv.ndim - 1))), adv.detach(), self.point)
+            self.value = torch.where(better, value, self.value)
+        self._history.append(self.value.clone())
+
+    def history(self) -> torch.Tensor:
+        """Best objective after each scored iterate, (n_scored, B) float64 (empty (0,) before any update)."""
+        return torch.stack(self._history) if self._history else torch.empty(0, dtype=torch.float64)
+
+
 class ImageAttack:
     """Base class for image-to-image (restoration) attacks with torchattacks' calling interface.
 
@@ -134,6 +164,10 @@ class ImageAttack:
             the gradient vanishes at delta = 0, so attacks force a random start).
         seed: base seed for random starts when a call passes no ``seeds``; per-image seeds are then
             ``derive_seed(seed, "attack/<name>", position)`` and depend on the position in the batch.
+
+    Iterative attacks keep each image's best iterate (:class:`BestIterate`; ``keep_best=False`` returns
+    the last one) and leave the best objective after every scored iterate of each run in
+    ``last_history``, (runs, scored iterates, B) float64, after a call (empty for one-shot attacks).
 
     Call: ``atk(inputs, targets=None, seeds=None)``; ``seeds`` is one int per image. Each image's
     random-start noise comes from ``torch.Generator("cpu").manual_seed(seed_i)``, so it does not
@@ -184,6 +218,9 @@ class ImageAttack:
         self.last_cost: dict[str, float] = {
             "iterations": 0, "forward_backward": 0, "forward_only": 0, "seconds": 0.0
         }
+        self.keep_best = True
+        self.last_history = torch.empty(0)
+        self._histories: list[torch.Tensor] = []
 
     # -- torchattacks' interface ------------------------------------------------------------------
 
@@ -317,6 +354,7 @@ class ImageAttack:
         device = self.device if self.device is not None else inputs.device
         x = inputs.detach().clone().to(device)
         self._cost = {"iterations": 0, "forward_backward": 0, "forward_only": 0}
+        self._histories = []
         seed_list = self._seed_list(seeds, x.shape[0])
         if self.reference == "target":
             if targets is None:
@@ -330,6 +368,7 @@ class ImageAttack:
         with torch.no_grad():
             adv = self._project(self._attack(x, ref, seed_list), x)
         self.last_cost = {**self._cost, "seconds": time.perf_counter() - start}
+        self.last_history = torch.stack(self._histories).cpu() if self._histories else torch.empty(0)
         return adv
 
     def _attack(self, x: torch.Tensor, ref: torch.Tensor, seeds: list[int]) -> torch.Tensor:
@@ -380,12 +419,26 @@ class ImageAttack:
 
     def _sign_steps(self, adv: torch.Tensor, ref: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
         """``self.steps`` ascent steps adv <- clip_[lo, hi](adv + alpha * sign(grad)) on :meth:`_loss_grad`
-        (BIM, Kurakin et al. 2017; PGD, Madry et al. 2018); adds the steps to the iteration count."""
+        (BIM, Kurakin et al. 2017; PGD, Madry et al. 2018); adds the steps to the iteration count.
+
+        Returns each image's best iterate (:class:`BestIterate`) when ``self.keep_best`` (the default of
+        every iterative attack), else the last one; the run's objective history joins ``last_history``.
+        """
+        best = BestIterate()
         for _ in range(self.steps):
-            grad, _ = self._loss_grad(adv, ref)
+            grad, value = self._loss_grad(adv, ref)
+            best.update(adv, value)
             adv = torch.minimum(torch.maximum(adv + self.alpha * grad.sign(), lo), hi)
         self._cost["iterations"] += self.steps
-        return adv
+        return self._finish(best, adv, ref)
+
+    def _finish(self, best: BestIterate, last: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        """End of one run: with ``keep_best`` score the last iterate (one forward pass) and return each image's
+        best iterate, else the last; record the run's history in ``last_history``."""
+        if self.keep_best:
+            best.update(last, self._score(last, ref))
+        self._histories.append(best.history())
+        return best.point if self.keep_best and best.point is not None else last
 
     def _predict(self, x: torch.Tensor) -> torch.Tensor:
         out = self.get_logits(x)

@@ -40,6 +40,8 @@ class BIM(ImageAttack):
         objective: a kind of :func:`udcshield.attacks.objectives.distortion` ("mse", "l1", ...).
         reference: "target" (ground truth, second call argument) or "clean_output".
         seed: base seed used when a call passes no ``seeds`` (see :class:`ImageAttack`).
+        keep_best: return each image's best iterate (highest objective over every iterate, the last scored
+            by one extra forward pass) rather than the last (the default; Croce & Hein, ICML 2020).
 
     Call: ``adv = atk(inputs, targets, seeds=None)`` -> B x 3 x H x W in [0, 1], max|adv - x| <= eps.
     ``last_cost["iterations"] == steps``.
@@ -59,6 +61,7 @@ class BIM(ImageAttack):
         objective: str = "mse",
         reference: str = "target",
         seed: int = 0,
+        keep_best: bool = True,
     ) -> None:
         super().__init__("BIM", model, eps, objective=objective, reference=reference, seed=seed)
         if steps is None:
@@ -70,6 +73,7 @@ class BIM(ImageAttack):
         self.steps = steps
         self.alpha = default_alpha if alpha is None else check_float(alpha, "alpha")
         self.random_start = _forced_random_start("BIM", reference, random_start)
+        self.keep_best = bool(keep_best)
 
     def _attack(self, x: torch.Tensor, ref: torch.Tensor, seeds: list[int]) -> torch.Tensor:
         lo, hi = self._box(x)

@@ -37,6 +37,8 @@ class LPIPSPGD(ImageAttack):
         reference: "target" (ground truth) or "clean_output".
         seed: base seed used when a call passes no ``seeds``.
 
+        keep_best: return each image's best iterate by the LPIPS objective (the default), not the last.
+
     Call: ``adv = atk(inputs, targets, seeds=None)`` -> B x 3 x H x W in [0, 1], max|adv - x| <= eps.
     """
 
@@ -56,6 +58,7 @@ class LPIPSPGD(ImageAttack):
         objective: str = "mse",
         reference: str = "target",
         seed: int = 0,
+        keep_best: bool = True,
     ) -> None:
         super().__init__("LPIPSPGD", model, eps, objective=objective, reference=reference, seed=seed)
         if objective not in UNTARGETED:
@@ -72,6 +75,7 @@ class LPIPSPGD(ImageAttack):
         self.alpha = 2.5 * self.eps / self.steps if alpha is None else check_float(alpha, "alpha")
         self.pixel_weight = check_float(pixel_weight, "pixel_weight")
         self.random_start = _forced_random_start("LPIPSPGD", reference, random_start)
+        self.keep_best = bool(keep_best)
 
     def _objective(self, out: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
         value = self.lpips(out, ref)
@@ -87,6 +91,13 @@ class LPIPSPGD(ImageAttack):
             (grad,) = torch.autograd.grad(value.sum(), a)
         self._cost["forward_backward"] += 1
         return grad, value.detach()
+
+    def _score(self, adv: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        """The LPIPS objective (B,) of ``adv`` without gradients (scores the last iterate)."""
+        with torch.no_grad():
+            value = self._objective(self._predict(adv), ref)
+        self._cost["forward_only"] += 1
+        return value
 
     def _attack(self, x: torch.Tensor, ref: torch.Tensor, seeds: list[int]) -> torch.Tensor:
         self.lpips.to(device=x.device, dtype=x.dtype)

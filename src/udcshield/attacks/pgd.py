@@ -9,7 +9,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from udcshield.attacks.base import ImageAttack, project_linf
+from udcshield.attacks.base import BestIterate, ImageAttack
 from udcshield.attacks.budget import LINF, RADIUS, budget_to_linf
 
 
@@ -27,14 +27,19 @@ class PGD(ImageAttack):
         steps: number of gradient steps (>= 1).
         random_start: start from x + U(-eps, eps) drawn from each image's generator. Forced (with a
             UserWarning) for reference="clean_output", whose gradient is zero at the clean input.
-        restarts: number of independent starts (>= 1; > 1 requires random_start). With several, each
-            final iterate is scored by one extra forward pass and the per-image highest distortion wins.
+        restarts: number of independent starts (>= 1; > 1 requires random_start); the per-image best
+            iterate over all of them wins.
+        keep_best: return each image's best iterate (highest distortion over every iterate, including the
+            last, scored by one extra forward pass per run) rather than the last (Croce & Hein, ICML 2020,
+            keep the best point; the default). False: Madry et al.'s last iterate, as adversarial training
+            uses it.
         objective: "mse" or "l1".
         reference: "target" (ground truth, second call argument) or "clean_output".
         seed: base seed used when a call passes no ``seeds`` (see :class:`ImageAttack`).
 
     Call: ``adv = atk(inputs, targets, seeds=None)`` -> B x C x H x W in [0, 1], max|adv - x| <= eps.
-    ``last_cost["iterations"] == steps * restarts``.
+    ``last_cost["iterations"] == steps * restarts``; ``last_history`` (restarts, steps + 1, B) with
+    ``keep_best`` (steps without).
     """
 
     norm: ClassVar[str] = "Linf"
@@ -52,6 +57,7 @@ class PGD(ImageAttack):
         objective: str = "mse",
         reference: str = "target",
         seed: int = 0,
+        keep_best: bool = True,
     ) -> None:
         super().__init__("PGD", model, eps, objective=objective, reference=reference, seed=seed)
         for name, value in (("steps", steps), ("restarts", restarts)):
@@ -76,23 +82,16 @@ class PGD(ImageAttack):
         self.steps = steps
         self.random_start = bool(random_start)
         self.restarts = restarts
+        self.keep_best = bool(keep_best)
 
     def _attack(self, x: torch.Tensor, ref: torch.Tensor, seeds: list[int]) -> torch.Tensor:
         lo, hi = self._box(x)
         gens = self._generators(seeds) if self.random_start else []
-        best: torch.Tensor | None = None
-        best_score: torch.Tensor | None = None
+        overall = BestIterate()
         for _ in range(self.restarts):
             adv = self._sign_steps(self._start(x, lo, hi, gens=gens), ref, lo, hi)
             if self.restarts == 1:
                 return adv
-            adv = project_linf(adv, x, self.eps)
-            score = self._score(adv, ref)
-            if best is None or best_score is None:
-                best, best_score = adv, score
-            else:
-                better = score > best_score
-                best = torch.where(better.view(-1, *([1] * (x.ndim - 1))), adv, best)
-                best_score = torch.where(better, score, best_score)
-        assert best is not None
-        return best
+            overall.update(adv, self._histories[-1][-1] if self.keep_best else self._score(adv, ref))
+        assert overall.point is not None
+        return overall.point

@@ -7,7 +7,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from udcshield.attacks.base import ImageAttack, check_float, check_int, check_projection_pair
+from udcshield.attacks.base import BestIterate, ImageAttack, check_float, check_int, check_projection_pair
 from udcshield.attacks.bim import _forced_random_start
 from udcshield.attacks.budget import L2, RADIUS
 
@@ -87,6 +87,8 @@ class PGDL2(ImageAttack):
         objective: a kind of :func:`udcshield.attacks.objectives.distortion`.
         reference: "target" (ground truth) or "clean_output".
         seed: base seed used when a call passes no ``seeds``.
+        keep_best: return each image's best iterate (highest objective over every iterate, the last scored
+            by one extra forward pass) rather than the last (the default; Croce & Hein, ICML 2020).
 
     Call: ``adv = atk(inputs, targets, seeds=None)`` -> B x 3 x H x W in [0, 1],
     ``||adv - x||_2 <= eps`` per image. ``last_cost["iterations"] == steps``.
@@ -106,12 +108,14 @@ class PGDL2(ImageAttack):
         objective: str = "mse",
         reference: str = "target",
         seed: int = 0,
+        keep_best: bool = True,
     ) -> None:
         super().__init__("PGDL2", model, 1.0, objective=objective, reference=reference, seed=seed)
         self.eps = check_float(eps, "eps")
         self.steps = check_int(steps, "steps")
         self.alpha = 2.5 * self.eps / self.steps if alpha is None else check_float(alpha, "alpha")
         self.random_start = _forced_random_start("PGDL2", reference, random_start)
+        self.keep_best = bool(keep_best)
 
     def _project(self, adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return project_l2(adv, x, self.eps)
@@ -126,9 +130,11 @@ class PGDL2(ImageAttack):
                 r = float(torch.rand((), generator=g, dtype=torch.float64)) * self.eps
                 start.append(z * (r / float(z.norm().clamp(min=1e-12))))
             adv = project_l2(x + torch.stack(start).to(device=x.device, dtype=x.dtype), x, self.eps)
+        best = BestIterate()
         for _ in range(self.steps):
-            grad, _ = self._loss_grad(adv, ref)
+            grad, value = self._loss_grad(adv, ref)
+            best.update(adv, value)
             norm = grad.flatten(1).norm(dim=1).clamp(min=1e-12)
             adv = project_l2(adv + self.alpha * grad / norm.view(view), x, self.eps)
         self._cost["iterations"] = self.steps
-        return adv
+        return self._finish(best, adv, ref)

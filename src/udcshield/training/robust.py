@@ -98,7 +98,8 @@ def inner_attack(model: nn.Module, *, eps: float, steps: int, objective: str = "
     attacks the distortion to the ground truth (adversarial training), "clean_output" the distance to the
     model's own clean output (TRADES). The attack runs on the device of ``model``'s parameters.
     """
-    return PGD(model, eps=eps, steps=steps, random_start=True, objective=objective, reference=reference)
+    return PGD(model, eps=eps, steps=steps, random_start=True, objective=objective, reference=reference,
+               keep_best=False)
 
 
 def craft_adversarial(attack: PGD, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
