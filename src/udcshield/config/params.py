@@ -65,6 +65,7 @@ class Params:
         self.check_t_stars()
         self.sweep.check_attack(self.attack, "sweep")
         self.report.check_attack(self.attack, "report")
+        self.evaluate.check_attack(self.attack, "evaluate")
 
     def check_t_stars(self) -> None:
         """Every diffusion depth (``purify.t_star``, ``finetune.t_stars``, ``sweep.t_stars``) in [1, T].

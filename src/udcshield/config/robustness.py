@@ -23,6 +23,7 @@ __all__ = [
     "AdaptiveSpec",
     "AttackConfig",
     "AttackSpec",
+    "ConvergenceConfig",
     "PurifyConfig",
     "SweepConfig",
     "SweepSampler",
@@ -55,23 +56,45 @@ class AttackSpec:
 
 
 @dataclass(frozen=True)
+class ConvergenceConfig:
+    """Convergence check of every iterative attack (pipeline/convergence.py): the attack reruns on the
+    first ``probe_images`` test images with twice the steps and one more restart; a set whose mean PSNR
+    there falls by more than ``tolerance_db`` is flagged ``converged: false``."""
+
+    enabled: bool = option(True, "Run the convergence probe of every iterative attack.")
+    probe_images: int = option(8, "First N test images of the probe rerun.")
+    tolerance_db: float = option(0.1, "Largest PSNR drop (dB) of the longer rerun for a converged set.")
+
+    def validate(self, where: str) -> None:
+        positive(self, where, "probe_images")
+        non_negative(self, where, "tolerance_db")
+
+
+@dataclass(frozen=True)
 class AttackConfig:
     """White-box and black-box attacks crafted on each bare restorer, at every budget."""
 
     models: tuple[Literal["base", "finetuned"], ...] = option(
         ("base", "finetuned"), "Restorer variants every attack is crafted on.")
     attacks: tuple[AttackSpec, ...] = option(
-        (AttackSpec(name="pgd", kwargs={"steps": 20, "random_start": True}), AttackSpec(name="fgsm")),
-        "Attacks, each at its budgets (the default: PGD-Linf, 20 iterations, random start, and FGSM).")
+        (AttackSpec(name="pgd", kwargs={"steps": 20, "random_start": True}),
+         AttackSpec(name="apgd", kwargs={"steps": 50, "restarts": 1}),
+         AttackSpec(name="square", kwargs={"max_queries": 200}), AttackSpec(name="fgsm")),
+        "Attacks, each at its budgets (the default: PGD-Linf, 20 iterations, random start; APGD, 50 iterations; "
+        "Square, 200 queries; FGSM).")
     objective: Literal["mse", "l1"] = option("mse", "Distortion of the restored output that the attacks raise.")
     reference: Literal["target", "clean_output"] = option(
         "target", "What the distortion is measured against: the ground truth (strongest for PSNR) or the "
                   "restorer's output on the clean input.")
     batch_size: int = option(16, "Images per attack batch.")
     shard_size: int = option(16, "Images per shard: the unit of scheduling (runner) and of resume.")
+    convergence: ConvergenceConfig = option(
+        factory=ConvergenceConfig, doc="Convergence probe of the iterative attacks (twice the steps, one more "
+                                       "restart).")
 
     def validate(self, where: str) -> None:
         positive(self, where, "batch_size", "shard_size")
+        self.convergence.validate(f"{where}.convergence")
         if not self.models:
             raise ConfigError(f"{where}.models must list at least one of base, finetuned")
         names = [a.name for a in self.attacks]

@@ -18,11 +18,24 @@ class EvaluateConfig:
     metrics: tuple[Literal["psnr", "ssim"], ...] = option(
         ("psnr", "ssim"), "Per-image metrics; must include `psnr`, the headline metric.")
     batch_size: int = option(32, "Images per batch.")
+    worst_case: tuple[str, ...] | None = option(
+        None, "Attacks of the per-image worst case (the report's headline), each one of `attack.attacks`; "
+              "null = every L-inf attack there. At each budget, each image's lowest PSNR (and SSIM) over them.")
 
     def validate(self, where: str) -> None:
         positive(self, where, "batch_size")
         if "psnr" not in self.metrics:
             raise ConfigError(f"{where}.metrics must include psnr (the headline metric)")
+        if self.worst_case is not None and (not self.worst_case or len(set(self.worst_case)) != len(self.worst_case)):
+            raise ConfigError(f"{where}.worst_case must list distinct attacks (or be null), got {list(self.worst_case)}")
+
+    def check_attack(self, attack: AttackConfig, where: str) -> None:
+        """Every ``worst_case`` member must be one of the configured attacks."""
+        names = [a.name for a in attack.attacks]
+        for i, name in enumerate(self.worst_case or ()):
+            if name not in names:
+                raise ConfigError(f"{where}.worst_case[{i}] {name!r} is not one of attack.attacks "
+                                  f"({', '.join(names)})")
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,10 @@ access, black-box ones (SimBA, Square) through a counted query oracle, the unive
 set; all against the configured objective and reference (Song et al., arXiv 2402.13629: PGD-20 at
 1, 2, 4, 8 / 256). Output: ``adversarial.zarr`` with array ``<model>/<variant>/<attack>/<budget>`` (N, 3, H, W)
 float32 in [0, 1] whose distance to the clean input is within its budget (checked here, exactly), plus
-the cost (iterations, forward-backward passes, queries, seconds) and realised norms as attributes.
+the cost (iterations, forward-backward passes, queries, seconds) and realised norms as attributes; an
+iterative attack's set also holds its mean objective per iteration and the convergence probe's record
+(a rerun on the first test images with twice the steps and one more restart;
+:mod:`udcshield.pipeline.convergence`).
 
 Work is split into shards of ``attack.shard_size`` consecutive test images per set (the universal attack,
 whose one perturbation is optimised on the training set, is one shard). Each shard is crafted by
@@ -31,8 +34,9 @@ from udcshield.attacks.budget import budget_to_linf
 from udcshield.attacks.registry import attack_constructor_eps, budget_mode, budget_radius, create_attack, threat_norm
 from udcshield.attacks.universal import apply_universal, universal_perturbation
 from udcshield.config import AttackSpec, Params, to_dict
-from udcshield.pipeline.common import check_rgb_pairs, load_pairs, run_batched, to_numpy_images
+from udcshield.pipeline.common import apply_batched, check_rgb_pairs, load_pairs, run_batched, to_numpy_images
 from udcshield.pipeline.checkpoints import load_restorer, verified_checkpoint_digest
+from udcshield.pipeline.convergence import add_history, convergence_record, history_sums, mean_objective, probe_spec
 from udcshield.pipeline.layout import Layout
 from udcshield.pipeline.names import array_name, conditions, restorers
 from udcshield.pipeline.runner import run_stage
@@ -104,16 +108,21 @@ def craft_images(model: torch.nn.Module, spec: AttackSpec, budget: int, inputs: 
 
 def _per_image(model, spec, budget, inputs, targets, image_ids, params, stage, device):
     atk = create_attack(spec.name, model, **attack_kwargs(spec, budget, params, tuple(inputs.shape[1:])))
-    cost = {"iterations": 0, "forward_backward": 0, "queries": 0}
+    cost: dict[str, Any] = {"iterations": 0, "forward_backward": 0, "queries": 0}
+    history: dict[str, Any] | None = None
 
     def one_batch(s: slice) -> torch.Tensor:
+        nonlocal history
         seeds = [derive_seed(params.seed, stage, i) for i in image_ids[s]]
         adv = atk(inputs[s].to(device), targets[s].to(device), seeds=seeds).detach().float().cpu()
-        for key in cost:  # counted only for batches that completed
+        for key in ("iterations", "forward_backward", "queries"):  # counted only for batches that completed
             cost[key] += int(atk.last_cost.get(key, 0))
+        history = add_history(history, history_sums(atk))
         return adv
 
     advs = run_batched(one_batch, inputs.shape[0], params.attack.batch_size, stage)
+    if history is not None:
+        cost["objective"] = history  # summed over images; the set's mean curve is made in assemble
     return torch.cat(advs), cost
 
 
@@ -245,28 +254,71 @@ def assemble(params: Params, layout: Layout, shards: dict[str, list[Shard]], dev
              runner: str = "local") -> dict[str, Any]:
     """Read every set's shards from the cache, check budgets, write ``adversarial.zarr``; per-set attributes.
 
-    The cost of a set is the sum over its shards. Unless ``runner.keep_shards``, the shards are removed
+    The cost of a set is the sum over its shards; an iterative set also gets its mean objective per
+    iteration (``objective_history``) and the convergence probe's record (``convergence``,
+    :func:`convergence_check`). Unless ``runner.keep_shards``, the shards are removed
     from the cache once the store is in place.
     """
     cache = shard_cache(params, layout)
     inputs = torch.from_numpy(read_images(layout.test_store, "inputs"))
+    models: dict[str, torch.nn.Module] = {}
     results = {}
     for name, parts in shards.items():
         source, spec, budget = spec_of(params, name)
-        arrays, cost = [], {}
+        arrays, cost, history = [], {}, None
         for shard in parts:
             images, attrs = cache.read(shard)
             arrays.append(images)
             for key, value in attrs.get("cost", {}).items():  # counts add up; labels (accel) are kept
-                cost[key] = cost.get(key, 0) + value if isinstance(value, (int, float)) else value
+                if key == "objective":
+                    history = add_history(history, value)
+                else:
+                    cost[key] = cost.get(key, 0) + value if isinstance(value, (int, float)) else value
         cost["seconds"] = round(float(cost.get("seconds", 0.0)), 3)
         adv = torch.from_numpy(np.concatenate(arrays))
         attrs = _norm_attrs(spec, budget, adv, inputs, source, f"attack/{name}", cost)
-        results[name] = (to_numpy_images(adv), {**attrs, "shards": len(parts)})
+        extra = {"objective_history": mean_objective(history)} if history is not None else {}
+        check = convergence_check(params, layout, name, adv, device, models) if history is not None else None
+        if check is not None:
+            extra["convergence"] = check
+        results[name] = (to_numpy_images(adv), {**attrs, **extra, "shards": len(parts)})
     summary = write_outputs(params, layout, results, device, runner=runner)
     if not params.runner.keep_shards:
         cache.remove(shard for parts in shards.values() for shard in parts)
     return summary
+
+
+def convergence_check(params: Params, layout: Layout, name: str, adv: torch.Tensor, device: torch.device,
+                      models: dict[str, torch.nn.Module]) -> dict[str, Any] | None:
+    """Rerun set ``name``'s attack on the first ``attack.convergence.probe_images`` test images with twice
+    the steps and one more restart (same per-image seeds) and compare the restorer's PSNR there with the
+    stored set's ``adv`` (N, 3, H, W) in [0, 1] (:mod:`udcshield.pipeline.convergence`).
+
+    Returns the record with the probe's cost, or None when the check is off or the attack has no steps.
+    ``models`` caches the loaded restorers across sets.
+    """
+    cfg = params.attack.convergence
+    source, spec, budget = spec_of(params, name)
+    if not cfg.enabled or spec.name == "universal":
+        return None
+    rows = slice(0, min(cfg.probe_images, adv.shape[0]))
+    inputs = torch.from_numpy(read_images(layout.test_store, "inputs", rows=rows))
+    targets = torch.from_numpy(read_images(layout.test_store, "targets", rows=rows))
+    if source not in models:
+        models[source] = load_restorer(layout, source)
+    model = models[source].to(device).eval()
+    atk = create_attack(spec.name, model, **attack_kwargs(spec, budget, params, tuple(inputs.shape[1:])))
+    probe = probe_spec(spec, atk)
+    if probe is None:
+        return None
+    ids = list(store_attrs(layout.test_store)["image_ids"])[rows]
+    longer, cost = craft_images(model, probe, budget, inputs, targets, ids, params, source, device)
+    size = params.attack.batch_size
+    restored = apply_batched(model, adv[rows], size, device)
+    restored_probe = apply_batched(model, longer, size, device)
+    record = convergence_record(spec, probe, restored, restored_probe, targets, cfg.tolerance_db, atk)
+    cost.pop("objective", None)
+    return {**record, "probe_cost": {k: v for k, v in cost.items() if k != "accel"}}
 
 
 def write_outputs(params: Params, layout: Layout, results: dict[str, tuple[np.ndarray, dict[str, Any]]],

@@ -6,6 +6,10 @@ under the SYNTH convention (clamp to [0, 1], 8-bit quantisation, RGB; BasicSR-st
 attacked inputs are those crafted on the same bare variant (white-box without defense; non-adaptive with
 purification, the setting of Song et al., arXiv 2402.13629).
 
+Each restorer x defense x budget also gets the per-image worst case over the attack suite (attack
+``worst_case``, :mod:`udcshield.pipeline.worst_case`), the report's headline, and the undefended cells of
+iterative attacks their convergence flag (``converged``, ``convergence_drop_db``).
+
 Outputs: ``records.csv`` (long format), ``metrics.json`` (means, for ``dvc metrics show``),
 ``curves/<attack>/<model>_<variant>_<defense>.csv`` (PSNR and SSIM vs budget, for ``dvc plots``) and
 ``grid.zarr``: the report's image grid (inputs and restorations of the first ``report.grid_images`` test
@@ -30,6 +34,7 @@ from udcshield.pipeline.runner import run_stage
 from udcshield.pipeline.stage import Stage, StageContext, Unit
 from udcshield.pipeline.names import CLEAN, DEFENSES, TRANSFER, array_name, model_label, restorers
 from udcshield.pipeline.summary import means
+from udcshield.pipeline.worst_case import attach_convergence, worst_case_records
 from udcshield.store.zarr_io import read_images, store_attrs
 
 Progress = Callable[[dict], None] | None
@@ -87,9 +92,14 @@ def cell_records(params: Params, layout: Layout, model: torch.nn.Module, cell: t
 
 
 def write_outputs(params: Params, layout: Layout, records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Write records.csv, metrics.json and the per-attack curve CSVs; return the nested means."""
+    """Write records.csv, metrics.json and the per-attack curve CSVs; return the nested means.
+
+    The per-image worst case over the attack suite joins the records first (attack ``worst_case``,
+    :mod:`udcshield.pipeline.worst_case`); undefended cells of iterative attacks get their convergence flag.
+    """
+    records = records + worst_case_records(params, records)
     write_records_csv(records, layout.records)
-    summary = means(records)
+    summary = attach_convergence(params, layout.adversarial, means(records))
     write_json(summary, layout.metrics)
     for (attack, series), rows in curves(params, summary).items():
         write_rows_csv(rows, layout.curves_dir / attack / f"{series}.csv")
