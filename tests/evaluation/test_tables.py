@@ -69,6 +69,21 @@ def test_report_cell_formats():
     assert cond_label("pgd@m/base_8") == "pgd@m/base 8/256"
 
 
+def test_interval_cell_format_and_paired_statement():
+    from udcshield.evaluation.tables import ci_text, paired_statement, signed_db
+
+    assert ci_text("psnr", 11.894, [11.2131, 12.4987]) == "11.89 [11.21, 12.50]"
+    assert ci_text("ssim", 0.5, (0.4512, 0.55)) == "0.500 [0.451, 0.550]"
+    assert ci_text("psnr", 11.894) == "11.89" and ci_text("psnr", None, [1.0, 2.0]) == "-"
+    assert signed_db(0.4123) == "+0.412" and signed_db(-0.05) == "-0.050"
+    row = {"a": "fine-tuned", "b": "base", "mean": 0.25, "ci_low": 0.1, "ci_high": 0.4, "excludes_zero": True}
+    assert paired_statement(row) == "fine-tuned higher than base by 0.250 dB [0.100, 0.400]"
+    lower = {**row, "mean": -0.25, "ci_low": -0.4, "ci_high": -0.1}
+    assert paired_statement(lower) == "base higher than fine-tuned by 0.250 dB [0.100, 0.400]"
+    unsure = {**row, "ci_low": -0.05, "excludes_zero": False}
+    assert paired_statement(unsure) == "fine-tuned and base not distinguishable at 95 %"
+
+
 SWEEP_CSV = ("model,t_star,setting,sampler,num_steps,eta,nfe,nfe_fraction,seconds,images_per_s,psnr_clean,psnr_adv,"
              "delta_clean_db,delta_adv_db,tolerance_db,within_tolerance\n"
              "m,8,ddpm-all,ddpm,all,0.0,8.0,1.0,2.0,4.0,20.0,18.0,0.0,0.0,0.3,True\n"

@@ -9,21 +9,27 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from tests.pipeline.report_layout import build_layout
-from udcshield.evaluation.tables import metric_text
+from tests.pipeline.report_layout import build_layout, report_params
+from udcshield.evaluation.records import read_records_csv
+from udcshield.evaluation.statistics import cell_seed, paired_difference
+from udcshield.evaluation.tables import ci_text
 from udcshield.pipeline import report
 from udcshield.pipeline.layout import Layout
+from udcshield.pipeline.report_data import paired
 from udcshield.pipeline.report_figures import render_figures
-from udcshield.pipeline.report_html import render_html
-from udcshield.pipeline.report_markdown import render_markdown
+from udcshield.pipeline.report_html import paired_section, render_html
+from udcshield.pipeline.report_markdown import (adaptive_cell, glance_lines, paired_lines, render_markdown,
+                                                robustness_lines)
+from udcshield.pipeline.summary import means
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "udcshield"
 STAGES = {"simulate", "train", "train_purifier", "finetune", "attack", "purify", "sweep", "adaptive", "evaluate"}
 KEYS = {"schema", "title", "captions", "setup", "robustness", "worst_cases", "curves", "grid", "adaptive", "transfer",
-        "sweep", "attack_cost", "sanity_checks", "figures", "provenance"}
+        "sweep", "attack_cost", "sanity_checks", "figures", "provenance", "paired", "headline"}
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +65,8 @@ def test_both_views_show_the_same_table_cells(built):
         html_rows = [re.findall(r"<td[^>]*>([^<]*)</td>", r) for r in body.split("<tr>")[2:]]
         assert len(html_rows) == len(table["rows"]) == 4
         for row, cells in zip(table["rows"], html_rows):
-            shown = [metric_text(table["metric"], v) for v in row["values"]]
+            shown = [ci_text(table["metric"], v, ci) for v, ci in zip(row["values"], row["intervals"])]
+            assert all(re.fullmatch(r"\d+\.\d+ \[\d+\.\d+, \d+\.\d+\]", c) for c in shown)
             assert f"| {row['model']} | {row['defense']} | " + " | ".join(shown) + " |" in md
             assert cells == [row["variant"], row["defense_label"], *shown]
 
@@ -71,6 +78,9 @@ def test_numbers_are_the_stage_outputs(built):
         for row in table["rows"]:
             cells = metrics[row["model"]][row["defense"]]
             assert row["values"] == [cells[c["key"]][table["metric"]] for c in data["robustness"]["conditions"]]
+            m = table["metric"]
+            assert row["intervals"] == [[cells[c["key"]][f"{m}_ci_low"], cells[c["key"]][f"{m}_ci_high"]]
+                                        for c in data["robustness"]["conditions"]]
     adaptive = json.loads((layout.root / "adaptive" / "metrics.json").read_text())
     first = data["adaptive"]["rows"][1]
     assert first["defense"] == "purified" and first["pgd"] == adaptive[first["model"]]["purified"]["pgd_8"]
@@ -133,6 +143,133 @@ def test_repro_artifact_renders_the_report_sections(built):
     assert all(s in md for s in sections)
     artifact = robustness_markdown(layout.root.parent)
     assert all(s in artifact for s in sections) and "| resunet_tiny:base | none |" in artifact
+
+
+def test_worst_cases_and_adaptive_cells_carry_their_intervals(built):
+    params, layout, _, data = built
+    summary = means(read_records_csv(layout.records), params.seed)
+    adaptive = json.loads((layout.root / "adaptive" / "metrics.json").read_text())
+    md = layout.report.read_text()
+    for r in data["worst_cases"]["rows"]:
+        for w in r["worst"]:
+            cell = summary[r["model"]][w["defense"]][w["condition"]]
+            assert w["ci"] == [cell["psnr_ci_low"], cell["psnr_ci_high"]] and w["ci"][0] <= w["psnr"] <= w["ci"][1]
+        assert r["clean_ci"] == [[summary[r["model"]][d]["clean"]["psnr_ci_low"],
+                                  summary[r["model"]][d]["clean"]["psnr_ci_high"]] for d in ("none", "purified")]
+        cell = adaptive[r["model"]]["purified"][r["adaptive"]["condition"]]
+        assert r["adaptive"]["ci"] == [cell["psnr_worst_draw_ci_low"], cell["psnr_worst_draw_ci_high"]]
+        assert ci_text("psnr", r["clean"][0], r["clean_ci"][0]) in md
+    row = data["adaptive"]["rows"][1]
+    text = adaptive_cell(row["pgd"], row["defense"])
+    assert re.fullmatch(r"(\d+\.\d\d \[\d+\.\d\d, \d+\.\d\d\]( / )?){3}", text) and text in md
+
+
+def test_paired_comparisons_in_the_built_report(built):
+    params, layout, _, data = built
+    p = data["paired"]
+    assert (p["metric"], p["level"], p["resamples"], p["seed"]) == ("psnr", 0.95, 2000, params.seed)
+    conds = ["clean", "pgd_2", "pgd_8", "fgsm_8"]
+    names = ["purified vs undefended", "fine-tuned vs base", "purified + fine-tuned vs purified"]
+    assert [(r["condition"], r["comparison"]) for r in p["rows"]] == [(c, n) for c in conds for n in names]
+    records = read_records_csv(layout.records)
+
+    def values(model, defense, cond):
+        rows = [r for r in records if (r["model"], r["defense"], r["metric"]) == (model, defense, "psnr")
+                and (r["attack"] == cond or f"{r['attack']}_{r['budget']}" == cond)]
+        return np.array([r["value"] for r in sorted(rows, key=lambda r: r["image_id"])])
+
+    row = p["rows"][4]  # fine-tuned vs base at pgd 2/256
+    assert (row["a"], row["b"], row["condition_label"], row["n"]) == ("fine-tuned, no purification", "undefended",
+                                                                      "pgd 2/256", 4)
+    want = paired_difference(values("resunet_tiny:finetuned", "none", "pgd_2"), values("resunet_tiny:base", "none",
+                             "pgd_2"), cell_seed(params.seed, "paired|resunet_tiny|fine-tuned vs base|pgd_2|psnr"))
+    assert (row["mean"], row["ci_low"], row["ci_high"]) == tuple(round(want[k], 4) for k in ("mean", "ci_low",
+                                                                                              "ci_high"))
+    md = layout.report.read_text()
+    html = report.html_path(layout).read_text()
+    assert "## Paired comparisons (PSNR dB, 95 % bootstrap intervals)" in md and 'id="paired"' in html
+    assert md.count("not distinguishable at 95 %") + md.count(" higher than ") == 12
+
+
+def hand_records(seed: int = 0) -> list[dict]:
+    """40 images: purification +1 dB (clear), fine-tuning alone +-0.2 dB around 0, fine-tuning after purification
+    -0.8 dB (clear); every condition of :func:`report_params`, plus a transfer cell that must be ignored."""
+    rng = np.random.Generator(np.random.PCG64(seed))
+    out = []
+    for cond, budget in (("clean", 0), ("pgd", 2), ("pgd", 8), ("fgsm", 8)):
+        for i in range(40):
+            base = float(rng.normal(20.0 - budget, 3.0))
+            purified = base + 1.0 + float(rng.normal(0.0, 0.2))
+            cells = {("base", "none"): base, ("base", "purified"): purified,
+                     ("finetuned", "none"): base + (0.2 if i % 2 else -0.2),  # mean difference exactly 0
+                     ("finetuned", "purified"): purified - 0.8 + float(rng.normal(0.0, 0.2))}
+            for (variant, defense), value in cells.items():
+                out.append({"image_id": f"img/{i:03d}", "model": f"resunet_tiny:{variant}", "defense": defense,
+                            "attack": cond, "budget": budget, "metric": "psnr", "value": value})
+                out.append({**out[-1], "metric": "ssim", "value": 0.5})
+        out.append({**out[-1], "metric": "psnr", "attack": "pgd@resunet_tiny/base", "value": 99.0})
+    return out
+
+
+def test_paired_comparisons_rank_only_where_the_interval_excludes_zero():
+    params = report_params()
+    records = hand_records()
+    p = paired(params, records)
+    assert len(p["rows"]) == 4 * 3 and all(r["n"] == 40 for r in p["rows"])
+    for r in p["rows"]:
+        assert r["excludes_zero"] == (r["ci_low"] > 0 or r["ci_high"] < 0)
+        if r["comparison"] == "purified vs undefended":
+            assert r["excludes_zero"] and 0.8 < r["ci_low"] < r["mean"] < r["ci_high"] < 1.2
+        elif r["comparison"] == "fine-tuned vs base":
+            assert not r["excludes_zero"] and r["ci_low"] < 0 < r["ci_high"]
+        else:
+            assert r["excludes_zero"] and -1.0 < r["ci_low"] < r["mean"] < r["ci_high"] < -0.6
+    assert paired(params, list(reversed(records))) == p  # record order does not matter
+    assert paired(report_params(seed=1), records)["rows"][0]["ci_low"] != p["rows"][0]["ci_low"]
+    lines = paired_lines({"paired": p})
+    assert lines[0] == "## Paired comparisons (PSNR dB, 95 % bootstrap intervals)"
+    body = [line for line in lines if line.startswith("| resunet_tiny |")]
+    assert len(body) == 12
+    for r, line in zip(p["rows"], body):
+        if r["comparison"] == "fine-tuned vs base":
+            assert line.endswith("| fine-tuned, no purification and undefended not distinguishable at 95 % |")
+            assert "higher" not in line
+        elif r["comparison"] == "purified vs undefended":
+            assert f"| purified higher than undefended by {r['mean']:.3f} dB [{r['ci_low']:.3f}, " \
+                   f"{r['ci_high']:.3f}] |" in line
+        else:
+            assert f"| purified higher than purified + fine-tuned by {-r['mean']:.3f} dB [{-r['ci_high']:.3f}, " \
+                   f"{-r['ci_low']:.3f}] |" in line
+            assert f"| {r['mean']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] | 40 |" in line
+    html = paired_section({"paired": p}).body
+    assert html.count("not distinguishable at 95 %") == 4 and html.count("higher than") == 8
+
+
+def test_paired_comparisons_need_the_same_images_on_both_sides():
+    records = [r for r in hand_records() if not (r["model"] == "resunet_tiny:finetuned" and r["image_id"] == "img/003")]
+    with pytest.raises(ValueError, match="fine-tuned vs base: cells .* hold different images"):
+        paired(report_params(), records)
+    base_only = [r for r in hand_records() if r["model"] == "resunet_tiny:base"]
+    assert [r["comparison"] for r in paired(report_params(), base_only)["rows"]] == ["purified vs undefended"] * 4
+
+
+def test_views_show_means_with_their_intervals_and_without_when_absent():
+    row = {"model": "m:base", "defense": "none", "values": [11.894, None], "intervals": [[11.2131, 12.4987], None]}
+    data = {"setup": {"models": ["m"]},
+            "robustness": {"conditions": [{"key": "clean", "label": "clean"}, {"key": "pgd_8", "label": "pgd 8/256"}],
+                           "tables": [{"model": "m", "metric": "psnr", "unit": "PSNR (dB)", "rows": [row]}]}}
+    assert "| m:base | none | 11.89 [11.21, 12.50] | - |" in robustness_lines(data)
+    old = {**row, "intervals": None}
+    data["robustness"]["tables"][0]["rows"] = [old]
+    assert "| m:base | none | 11.89 | - |" in robustness_lines(data)
+    worst = [{"psnr": 9.5, "ci": [9.0, 10.0]}, {"psnr": 14.0}]
+    glance = glance_lines({"worst_cases": {"rows": [{"model": "m:base", "clean": [20.0, 19.0],
+                                                     "clean_ci": [[19.5, 20.5], None], "worst": worst}]}})
+    assert "| m:base | 20.00 [19.50, 20.50] | 19.00 | 9.50 [9.00, 10.00] | 14.00 |" in glance
+    cell = {"psnr_mean_draws": 18.0, "psnr_mean_draws_ci_low": 17.5, "psnr_mean_draws_ci_high": 18.5,
+            "psnr_worst_draw": 17.0, "psnr_avg_output": 18.25}
+    assert adaptive_cell(cell, "purified") == "18.00 [17.50, 18.50] / 17.00 / 18.25"
+    assert adaptive_cell({"psnr": 12.0, "psnr_ci_low": 11.0, "psnr_ci_high": 13.0}, "none") == "12.00 [11.00, 13.00]"
 
 
 def _imports(path: Path) -> set[str]:

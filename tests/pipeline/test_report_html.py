@@ -17,7 +17,7 @@ from udcshield.pipeline import evaluate, report, report_html
 from udcshield.pipeline.grid import grid_attack
 from udcshield.pipeline.layout import Layout
 
-SECTIONS = ("summary", "robustness", "curves", "images", "adaptive", "transfer", "cost", "optics", "checks",
+SECTIONS = ("summary", "robustness", "paired", "curves", "images", "adaptive", "transfer", "cost", "optics", "checks",
             "provenance")
 
 
@@ -51,11 +51,15 @@ def test_every_section_and_table_is_there(built):
     ids = {a.get("id") for _, a in parsed(layout).attrs}
     assert set(SECTIONS) <= ids
     assert {"glance", "adaptive-grid", "attack-cost", "robustness-resunet-tiny-psnr",
-            "robustness-resunet-tiny-ssim"} <= ids
+            "robustness-resunet-tiny-ssim", "paired"} <= ids
     for heading in ("At a glance", "PSNR and SSIM vs budget", "What the attack does to an image", "Provenance",
-                    "Adaptive attacks through the purifier", "Display and PSF", "params sha256"):
+                    "Adaptive attacks through the purifier", "Display and PSF", "params sha256",
+                    "Paired comparisons", "95 % percentile bootstrap interval"):
         assert heading in text
     assert "resunet_tiny/finetuned" in text and "purified + fine-tuned" in text
+    glance = text.split('id="glance"')[1].split("</table>")[0]
+    assert len(re.findall(r"<td>\d+\.\d\d \[\d+\.\d\d, \d+\.\d\d\]</td>", glance)) == 2 * 2  # clean cells
+    assert re.search(r"\d+\.\d\d \[\d+\.\d\d, \d+\.\d\d\] \(pgd 8/256\)", glance)
     assert layout.report.exists() and "# udcshield robustness report" in layout.report.read_text()
 
 

@@ -135,6 +135,33 @@ def metric_text(metric: str, value: float | None) -> str:
     return f"{value:.2f}" if metric == "psnr" else f"{value:.3f}"
 
 
+def ci_text(metric: str, value: float | None, interval: Sequence[float] | None = None) -> str:
+    """A mean with its 95 % interval, compact: ``11.89 [11.21, 12.50]`` (formats of :func:`metric_text`); the
+    bare mean when ``interval`` ([low, high]) is None; None -> "-"."""
+    if value is None or interval is None:
+        return metric_text(metric, value)
+    low, high = interval
+    return f"{metric_text(metric, value)} [{metric_text(metric, low)}, {metric_text(metric, high)}]"
+
+
+def signed_db(value: float) -> str:
+    """A PSNR difference in dB with sign and 3 decimals, e.g. ``+0.412`` (paired comparisons)."""
+    return f"{value:+.3f}"
+
+
+def paired_statement(row: Mapping[str, Any]) -> str:
+    """The reading of one paired comparison row (keys a, b, mean, ci_low, ci_high, excludes_zero; dB): a
+    ranking ("<a> higher by X dB [lo, hi]") only where the 95 % interval of a - b excludes zero, otherwise
+    "not distinguishable at 95 %"."""
+    if not row["excludes_zero"]:
+        return f"{row['a']} and {row['b']} not distinguishable at 95 %"
+    if row["mean"] > 0:
+        top, other, d, low, high = row["a"], row["b"], row["mean"], row["ci_low"], row["ci_high"]
+    else:
+        top, other, d, low, high = row["b"], row["a"], -row["mean"], -row["ci_high"], -row["ci_low"]
+    return f"{top} higher than {other} by {d:.3f} dB [{low:.3f}, {high:.3f}]"
+
+
 def cond_label(cond: str) -> str:
     """Condition key -> column label: ``pgd_8`` -> ``pgd 8/256``; ``clean`` (or any other key) stays."""
     name, _, budget = cond.rpartition("_")

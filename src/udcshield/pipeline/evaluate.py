@@ -99,7 +99,7 @@ def write_outputs(params: Params, layout: Layout, records: list[dict[str, Any]])
     """
     records = records + worst_case_records(params, records)
     write_records_csv(records, layout.records)
-    summary = attach_convergence(params, layout.adversarial, means(records))
+    summary = attach_convergence(params, layout.adversarial, means(records, params.seed))
     write_json(summary, layout.metrics)
     for (attack, series), rows in curves(params, summary).items():
         write_rows_csv(rows, layout.curves_dir / attack / f"{series}.csv")
@@ -116,7 +116,7 @@ def curves(params: Params, summary: dict[str, Any]) -> dict[tuple[str, str], lis
                 rows = []
                 for budget in (0, *sorted(spec.budgets)):
                     values = cond[CLEAN if budget == 0 else f"{spec.name}_{budget}"]
-                    rows.append({"budget": budget, **values})
+                    rows.append({"budget": budget, **{m: values[m] for m in params.evaluate.metrics}})
                 out[(spec.name, f"{source.replace('/', '_')}_{defense}")] = rows
     return out
 

@@ -4,7 +4,8 @@ The report reads records, stores and the adaptive and sweep stages' output files
 image-grid restorations come from the evaluate stage's grid store). Files in ``data/report``:
 
 - ``report.json``: everything the report shows (:func:`udcshield.pipeline.report_data.build_report_data`):
-  robustness tables, worst case per restorer, the adaptive defense grid, transfer, sanity checks (PSNR
+  robustness tables, worst case per restorer, the adaptive defense grid (means with their 95 % bootstrap
+  intervals), paired per-image PSNR comparisons between settings, transfer, sanity checks (PSNR
   non-increasing in the budget, stored budgets respected, gradient-masking flags), attack cost, the
   purifier sweep, captions, figure paths and provenance (artifact digests, params hash, code and library
   versions, dvc.lock outputs).

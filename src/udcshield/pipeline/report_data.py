@@ -6,15 +6,18 @@ store, and returns one dict (written to ``data/report/report.json``). The markdo
 (:mod:`udcshield.pipeline.report_markdown`, :mod:`udcshield.pipeline.report_html`) are functions of that
 dict alone; ordered content is held in lists, so a round trip through JSON (sorted keys) changes nothing.
 
-Sanity checks: the mean PSNR must not increase with the budget (within 0.05 dB); every stored
-perturbation must respect its budget; a weaker attack (one-step, black-box, universal or transferred)
-reaching a lower PSNR than white-box PGD at the same budget on the undefended restorer flags likely
-gradient masking.
+Means come with their 95 % percentile bootstrap intervals over the test images (stored beside them by
+:func:`udcshield.pipeline.summary.means`); ``paired`` holds paired per-image PSNR differences between
+settings with their intervals (Efron & Tibshirani 1993, "An Introduction to the Bootstrap";
+:mod:`udcshield.evaluation.statistics`).
+
+Sanity checks (budgets, gradient masking): :mod:`udcshield.pipeline.report_checks`.
 """
 
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from typing import Any
 
 import torch
@@ -22,18 +25,22 @@ import torch
 from udcshield.config import Params
 from udcshield.evaluation.metrics import psnr
 from udcshield.evaluation.records import read_records_csv
+from udcshield.evaluation.statistics import LEVEL, RESAMPLES, cell_seed, paired_difference, per_image
 from udcshield.evaluation.tables import SWEEP_TABLE_HEADER, read_sweep_rows, sweep_cells
 from udcshield.pipeline.grid import grid_attack, grid_conditions, read_grid
 from udcshield.pipeline.layout import Layout
-from udcshield.pipeline.names import CLEAN, DEFENSES, TRANSFER, array_name, conditions, model_label, restorers
+from udcshield.pipeline.names import (CLEAN, DEFENSES, TRANSFER, array_name, condition_label, conditions, model_label,
+                                      restorers)
 from udcshield.pipeline.report_provenance import (adaptive_metrics_path, provenance, sweep_csv_path,
                                                   sweep_summary_path)
-from udcshield.pipeline.summary import means
+from udcshield.pipeline.report_checks import sanity_checks
+from udcshield.pipeline.report_headline import headline
+from udcshield.pipeline.worst_case import attach_convergence
+from udcshield.pipeline.summary import interval, means
 from udcshield.store.zarr_io import read_images, store_attrs
 
 SCHEMA = 1
 TITLE = "udcshield robustness report"
-PASS, FAIL = "pass", "FAIL"
 DEFENSE_LABELS = {("base", "none"): "undefended", ("base", "purified"): "purified",
                   ("finetuned", "none"): "fine-tuned, no purification",
                   ("finetuned", "purified"): "purified + fine-tuned"}
@@ -51,7 +58,8 @@ def attacked_conditions(params: Params) -> list[tuple[str, int]]:
 
 def robustness(params: Params, summary: dict[str, Any]) -> dict[str, Any]:
     """Per model and metric: one row per (restorer variant, defense) with the mean over the test images for
-    clean and each attack x budget (``summary``: :func:`udcshield.pipeline.summary.means`); ``worst``: the lowest attacked value of the row (None without any)."""
+    clean and each attack x budget (``summary``: :func:`udcshield.pipeline.summary.means`), ``intervals``: the
+    95 % interval [low, high] of each (None where absent); ``worst``: the lowest attacked value of the row."""
     conds = [{"key": CLEAN, "label": CLEAN}] + [{"key": f"{a}_{b}", "label": f"{a} {b}/256"}
                                                  for a, b in attacked_conditions(params)]
     tables = []
@@ -67,7 +75,8 @@ def robustness(params: Params, summary: dict[str, Any]) -> dict[str, Any]:
                     attacked = [v for v in vals[1:] if v is not None]
                     rows.append({"source": source, "model": model_label(source), "variant": source.split("/")[1],
                                  "defense": defense, "defense_label": defense_label(source, defense),
-                                 "values": vals, "worst": min(attacked) if attacked else None})
+                                 "values": vals, "worst": min(attacked) if attacked else None,
+                                 "intervals": [interval(cells.get(c["key"]), metric) for c in conds]})
             tables.append({"model": spec.name, "metric": metric, "rows": rows,
                            "unit": "PSNR (dB)" if metric == "psnr" else metric.upper()})
     return {"conditions": conds, "metrics": list(params.evaluate.metrics), "tables": tables}
@@ -95,7 +104,8 @@ def adaptive_worst(adaptive_summary: dict[str, Any] | None, model: str) -> tuple
 
 def worst_cases(params: Params, summary: dict[str, Any], adaptive_summary: dict[str, Any] | None) -> dict[str, Any]:
     """Per restorer variant: clean PSNR and the worst attacked PSNR per defense (and the adaptive worst
-    draw); ``bars``: the same numbers per model for the bar chart."""
+    draw), each with its 95 % interval (``clean_ci``, ``ci``: [low, high] or None); ``bars``: the same means
+    per model for the bar chart."""
     rows = []
     for source in restorers(params):
         m = model_label(source)
@@ -103,11 +113,14 @@ def worst_cases(params: Params, summary: dict[str, Any], adaptive_summary: dict[
         for defense in DEFENSES:
             value, cond = worst_attacked(summary, m, defense)
             worst.append({"defense": defense, "label": defense_label(source, defense), "psnr": value,
-                          "condition": cond})
+                          "condition": cond, "ci": interval(summary[m][defense][cond], "psnr")})
         adapt = adaptive_worst(adaptive_summary, m)
         rows.append({"source": source, "model": m, "worst": worst,
                      "clean": [summary[m][d][CLEAN]["psnr"] for d in DEFENSES],
-                     "adaptive": None if adapt is None else {"psnr": adapt[0], "condition": adapt[1]}})
+                     "clean_ci": [interval(summary[m][d][CLEAN], "psnr") for d in DEFENSES],
+                     "adaptive": None if adapt is None else {
+                         "psnr": adapt[0], "condition": adapt[1],
+                         "ci": interval(adaptive_summary[m]["purified"][adapt[1]], "psnr_worst_draw")}})
     models = [spec.name for spec in params.train.models]
     by_source = {r["source"]: r for r in rows}
     series = []
@@ -187,42 +200,46 @@ def transfer(params: Params, summary: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def sanity_checks(params: Params, summary: dict[str, Any], attack_attrs: dict[str, dict]) -> list[dict[str, str]]:
-    """{check, status, detail} rows; status is ``pass`` or ``FAIL``."""
-    rows = []
-    for source in restorers(params):
-        model = model_label(source)
-        for spec in params.attack.attacks:
-            for defense in DEFENSES:
-                vals = [summary[model][defense][f"{spec.name}_{b}"]["psnr"] for b in sorted(spec.budgets)]
-                ok = all(b <= a + 0.05 for a, b in zip(vals, vals[1:]))
-                rows.append({"check": f"{model} {defense}: PSNR non-increasing in budget ({spec.name})",
-                             "status": PASS if ok else FAIL, "detail": " > ".join(f"{v:.2f}" for v in vals)})
-        rows.extend(masking_checks(params, summary, model))
-    for name, attrs in sorted(attack_attrs.items()):
-        ok = attrs["norm_max"] <= attrs["eps"] * (1 + 1e-6)
-        rows.append({"check": f"{name}: stored perturbation within budget", "status": PASS if ok else FAIL,
-                     "detail": f"max {attrs['norm']} norm {attrs['norm_max']:.6g} <= {attrs['eps']:.6g} "
-                               f"({attrs['budget']}/256)"})
-    return rows
+#: Paired comparisons: (name, (variant, defense) of setting A, (variant, defense) of setting B); shown as A - B.
+PAIRS = (("purified vs undefended", ("base", "purified"), ("base", "none")),
+         ("fine-tuned vs base", ("finetuned", "none"), ("base", "none")),
+         ("purified + fine-tuned vs purified", ("finetuned", "purified"), ("base", "purified")))
 
 
-def masking_checks(params: Params, summary: dict[str, Any], model: str) -> list[dict[str, str]]:
-    """Gradient-masking flags: every weaker attack on the undefended restorer against PGD at its budget."""
-    pgd = next((s for s in params.attack.attacks if s.name == "pgd"), None)
-    if pgd is None:
-        return []
+def paired(params: Params, records: list[dict[str, Any]], metric: str = "psnr") -> dict[str, Any]:
+    """Paired per-image differences A - B of ``metric`` (dB for PSNR) per restorer model and condition (clean,
+    each attack x budget; no transfer cells) for every pair of :data:`PAIRS` present in ``records``: mean,
+    95 % percentile bootstrap interval [ci_low, ci_high] over the images (4 decimals), n, and excludes_zero
+    (of the rounded bounds, so it agrees with the numbers shown).
+
+    Images are matched by id (values of one image averaged over draws); each row's seed derives from
+    ``params.seed`` and the row's label. ValueError naming both cells when they hold different images."""
+    cells: dict[tuple[str, str, str], list[tuple[str, float]]] = defaultdict(list)
+    for r in records:
+        if r["metric"] == metric and TRANSFER not in r["attack"]:
+            cells[(r["model"], r["defense"], condition_label(r["attack"], r["budget"]))].append(
+                (r["image_id"], r["value"]))
+    conds = [(CLEAN, CLEAN)] + [(f"{a}_{b}", f"{a} {b}/256") for a, b in attacked_conditions(params)]
     rows = []
-    undefended = summary[model]["none"]
-    for cond, values in sorted(undefended.items()):
-        name, _, budget = cond.rpartition("_")
-        if name in ("", "pgd") or cond == CLEAN or not budget.isdigit() or int(budget) not in pgd.budgets:
-            continue
-        strong = undefended[f"pgd_{budget}"]["psnr"]
-        rows.append({"check": f"{model}: PGD at least as strong as {name} at {budget}/256 (gradient masking flag)",
-                     "status": FAIL if strong - values["psnr"] > 0.05 else PASS,
-                     "detail": f"PGD {strong:.2f} vs {name} {values['psnr']:.2f} dB"})
-    return rows
+    for spec in params.train.models:
+        for cond, cond_text in conds:
+            for name, *sides in PAIRS:
+                keys = [(model_label(f"{spec.name}/{v}"), d, cond) for v, d in sides]
+                if not all(cells.get(k) for k in keys):
+                    continue
+                (ids_a, a), (ids_b, b) = (per_image(cells[k]) for k in keys)
+                if ids_a != ids_b:
+                    raise ValueError(f"paired comparison {name}: cells {keys[0]} and {keys[1]} hold different images")
+                label = f"paired|{spec.name}|{name}|{cond}|{metric}"
+                stats = paired_difference(a, b, cell_seed(params.seed, label))
+                low, high = round(stats["ci_low"], 4), round(stats["ci_high"], 4)
+                rows.append({"model": spec.name, "comparison": name, "condition": cond, "condition_label": cond_text,
+                             "a": defense_label(f"{spec.name}/{sides[0][0]}", sides[0][1]),
+                             "b": defense_label(f"{spec.name}/{sides[1][0]}", sides[1][1]),
+                             "mean": round(stats["mean"], 4), "ci_low": low, "ci_high": high, "n": stats["n"],
+                             "excludes_zero": low > 0 or high < 0})
+    return {"metric": metric, "unit": "dB" if metric == "psnr" else "", "level": LEVEL, "resamples": RESAMPLES,
+            "seed": params.seed, "rows": rows}
 
 
 def attack_cost(attack_attrs: dict[str, dict]) -> list[dict[str, Any]]:
@@ -305,7 +322,7 @@ def captions(params: Params, n_images: int) -> dict[str, str]:
 def build_report_data(params: Params, layout: Layout) -> dict[str, Any]:
     """Everything the report shows (see the module docstring); JSON-serialisable."""
     all_records = read_records_csv(layout.records)
-    summary = means(all_records)
+    summary = attach_convergence(params, layout.adversarial, means(all_records, params.seed))
     records = [r for r in all_records if TRANSFER not in r["attack"]]
     n_images = len({r["image_id"] for r in records})
     attack_attrs = {array_name(src, s.name, b): store_attrs(layout.adversarial, array_name(src, s.name, b))
@@ -318,6 +335,7 @@ def build_report_data(params: Params, layout: Layout) -> dict[str, Any]:
         "setup": {"models": [m.name for m in params.train.models], "sources": list(restorers(params)),
                   "n_images": n_images, "metrics": list(params.evaluate.metrics),
                   "attacks": [{"name": s.name, "budgets": sorted(s.budgets)} for s in params.attack.attacks]},
+        "headline": headline(params, summary, adaptive_summary),
         "robustness": robustness(params, summary),
         "worst_cases": worst_cases(params, summary, adaptive_summary),
         "curves": curves(params, summary),
@@ -329,5 +347,6 @@ def build_report_data(params: Params, layout: Layout) -> dict[str, Any]:
         "sanity_checks": sanity_checks(params, summary, attack_attrs),
         "figures": {"mask": (report_dir / "mask.png").as_posix(), "psf": (report_dir / "psf.png").as_posix(),
                     "html": (report_dir / "report.html").as_posix()},
+        "paired": paired(params, records),
         "provenance": provenance(params, layout),
     }

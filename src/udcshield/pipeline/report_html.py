@@ -12,30 +12,35 @@ from collections.abc import Mapping
 from typing import Any
 
 from udcshield.evaluation import html as H
-from udcshield.evaluation.tables import cond_label, metric_text
-from udcshield.pipeline.report_markdown import adaptive_cell
+from udcshield.evaluation.tables import ci_text, cond_label
+from udcshield.pipeline.report_headline import headline_section
+from udcshield.pipeline.report_markdown import PAIRED_HEADER, adaptive_cell, paired_cells, paired_intro
 
 Data = Mapping[str, Any]
 Figures = Mapping[str, bytes]
 FAIL = "FAIL"
 
 
-def _at(value: float, cond: str) -> str:
-    return f"{value:.2f} ({cond_label(cond)})"
+def _at(value: float, cond: str, ci: list[float] | None = None) -> str:
+    return f"{ci_text('psnr', value, ci)} ({cond_label(cond)})"
 
 
 def summary_section(data: Data, figures: Figures) -> H.Section:
-    """First screen: the worst case per restorer variant (table and bar chart)."""
+    """First screen: the worst case per restorer variant (table with 95 % intervals, and bar chart)."""
     header = ["restorer", "clean, undefended", "clean, purified", "worst attack, undefended",
               "worst attack, purified", "adaptive worst draw"]
     rows: list[list[H.Cell]] = []
     for r in data["worst_cases"]["rows"]:
         none, pur = r["worst"]
         adapt = r["adaptive"]
-        rows.append([r["source"], *r["clean"], (_at(none["psnr"], none["condition"]), "bad"),
-                     _at(pur["psnr"], pur["condition"]), None if adapt is None else _at(adapt["psnr"], adapt["condition"])])
+        clean_ci = r.get("clean_ci") or [None] * len(r["clean"])
+        rows.append([r["source"], *[ci_text("psnr", v, ci) for v, ci in zip(r["clean"], clean_ci)],
+                     (_at(none["psnr"], none["condition"], none.get("ci")), "bad"),
+                     _at(pur["psnr"], pur["condition"], pur.get("ci")),
+                     None if adapt is None else _at(adapt["psnr"], adapt["condition"], adapt.get("ci"))])
     body = (H.paragraph(
-        "Mean PSNR (dB) over the test images. Worst attack: the lowest mean PSNR over every attack and budget "
+        "Mean PSNR (dB) over the test images with its 95 % percentile bootstrap interval [low, high]. Worst "
+        "attack: the lowest mean PSNR over every attack and budget "
         "crafted on that restorer; the purified column feeds the same adversarial inputs through the purifier "
         "(non-adaptive). The adaptive column attacks through the purifier and takes the worst of "
         f"{data['adaptive']['draws']} stochastic draws.")
@@ -59,14 +64,16 @@ def tables_section(data: Data) -> H.Section:
             rows: list[list[H.Cell]] = []
             for r in table["rows"]:
                 row: list[H.Cell] = [r["variant"], r["defense_label"]]
-                for k, v in enumerate(r["values"]):
-                    text = metric_text(table["metric"], v)
+                intervals = r.get("intervals") or [None] * len(r["values"])
+                for k, (v, ci) in enumerate(zip(r["values"], intervals)):
+                    text = ci_text(table["metric"], v, ci)
                     row.append((text, "bad") if k > 0 and v is not None and v == r["worst"] else text)
                 rows.append(row)
             parts.append(H.table(["variant", "defense", *labels], rows, caption=f"{model}: {table['unit']}",
                                  left_columns=2,
                                  table_id=f"robustness-{model}-{table['metric']}".replace("_", "-")))
-    intro = H.paragraph("Mean over the test images; budgets in units of 1/256 of the tone-mapped [0, 1] image; "
+    intro = H.paragraph("Mean over the test images [95 % percentile bootstrap interval]; budgets in units of "
+                        "1/256 of the tone-mapped [0, 1] image; "
                         "PSNR/SSIM on clamped 8-bit RGB. Red: the strongest attack of the row.")
     return H.Section("robustness", "Robustness tables", intro + "".join(parts))
 
@@ -108,6 +115,23 @@ def adaptive_section(data: Data) -> H.Section:
         f"({data['captions']['adaptive_attacks']}). The undefended row feeds the same inputs to the bare restorer.")
     return H.Section("adaptive", "Adaptive attacks through the purifier",
                      intro + H.table(header, rows, left_columns=3, table_id="adaptive-grid"))
+
+
+def paired_section(data: Data) -> H.Section | None:
+    """Paired per-image PSNR differences between settings with 95 % intervals (None without them)."""
+    p = data.get("paired")
+    if not p:
+        return None
+    body = H.paragraph(paired_intro(data))
+    if p["rows"]:
+        rows: list[list[H.Cell]] = []
+        for r in p["rows"]:
+            cells = paired_cells(r)
+            rows.append([*cells[:-1], (cells[-1], "l")])  # the reading, left-aligned
+        body += H.table(PAIRED_HEADER, rows, left_columns=3, table_id="paired")
+    else:
+        body += H.paragraph("No pair of settings to compare.")
+    return H.Section("paired", "Paired comparisons", body)
 
 
 def transfer_section(data: Data) -> H.Section | None:
@@ -181,8 +205,9 @@ def provenance_footer(data: Data) -> str:
 
 def render_html(data: Data, figures: Figures) -> str:
     """The self-contained HTML report (one string; every image an embedded PNG from ``figures``)."""
-    sections = [summary_section(data, figures), tables_section(data), curves_section(data, figures),
-                grids_section(data, figures), adaptive_section(data), transfer_section(data), sweep_section(data),
-                cost_section(data), optics_section(data, figures), checks_section(data)]
+    sections = [headline_section(data), summary_section(data, figures), tables_section(data), paired_section(data),
+                curves_section(data, figures), grids_section(data, figures), adaptive_section(data),
+                transfer_section(data), sweep_section(data), cost_section(data), optics_section(data, figures),
+                checks_section(data)]
     subtitle = [data["captions"]["subtitle"], data["captions"]["attacks"]]
     return H.page(data["title"], subtitle, [s for s in sections if s is not None], provenance_footer(data))

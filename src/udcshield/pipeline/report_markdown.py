@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from udcshield.evaluation.tables import metric_text, sweep_markdown
+from udcshield.evaluation.tables import ci_text, paired_statement, signed_db, sweep_markdown
+from udcshield.pipeline.report_headline import headline_lines
+from udcshield.pipeline.summary import interval
 
 Data = Mapping[str, Any]
 
@@ -24,12 +26,18 @@ def _row(cells: list[Any]) -> str:
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
-def _db(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
+def _db(value: float | None, ci: list[float] | None = None) -> str:
+    return ci_text("psnr", value, ci)
+
+
+def _intervals(row: Mapping[str, Any]) -> list[Any]:
+    """The row's 95 % intervals, one per value (None each for report data without them)."""
+    return row.get("intervals") or [None] * len(row["values"])
 
 
 def robustness_lines(data: Data) -> list[str]:
-    """One ``## <model>`` section per model: a table per metric (rows restorer variant x defense)."""
+    """One ``## <model>`` section per model: a table per metric (rows restorer variant x defense), each mean
+    with its 95 % bootstrap interval over the test images."""
     rob = data["robustness"]
     header = ["model", "defense", *[c["label"] for c in rob["conditions"]]]
     lines: list[str] = []
@@ -37,7 +45,8 @@ def robustness_lines(data: Data) -> list[str]:
         lines += [f"## {model}", ""]
         for table in (t for t in rob["tables"] if t["model"] == model):
             lines += [table["unit"], "", _row(header), "|---|---|" + "---:|" * (len(header) - 2)]
-            lines += [_row([r["model"], r["defense"], *[metric_text(table["metric"], v) for v in r["values"]]])
+            lines += [_row([r["model"], r["defense"], *[ci_text(table["metric"], v, ci)
+                                                         for v, ci in zip(r["values"], _intervals(r))]])
                       for r in table["rows"]]
             lines.append("")
     return lines
@@ -45,22 +54,24 @@ def robustness_lines(data: Data) -> list[str]:
 
 def glance_lines(data: Data) -> list[str]:
     """``## Defense at a glance``: clean and worst attacked PSNR per restorer variant, without and with
-    purification."""
+    purification, with 95 % intervals where the data has them."""
     lines = ["## Defense at a glance", "",
              _row(["model", "clean PSNR, no defense", "clean PSNR, purified", "worst attacked PSNR, no defense",
                    "worst attacked PSNR, purified"]), "|---|---|---|---|---|"]
     for r in data["worst_cases"]["rows"]:
-        lines.append(_row([r["model"], *[_db(v) for v in r["clean"]], *[_db(w["psnr"]) for w in r["worst"]]]))
+        clean_ci = r.get("clean_ci") or [None] * len(r["clean"])
+        lines.append(_row([r["model"], *[_db(v, ci) for v, ci in zip(r["clean"], clean_ci)],
+                           *[_db(w["psnr"], w.get("ci")) for w in r["worst"]]]))
     return lines + [""]
 
 
 def adaptive_cell(cell: Mapping[str, float] | None, defense: str) -> str:
-    """An adaptive-grid cell: PSNR undefended; mean over draws / worst draw / averaged output when purified."""
+    """An adaptive-grid cell: PSNR undefended; mean over draws / worst draw / averaged output when purified;
+    each with its 95 % interval over the images when the cell has one."""
     if cell is None:
         return "-"
-    if defense == "none":
-        return f"{cell['psnr']:.2f}"
-    return f"{cell['psnr_mean_draws']:.2f} / {cell['psnr_worst_draw']:.2f} / {cell['psnr_avg_output']:.2f}"
+    keys = ("psnr",) if defense == "none" else ("psnr_mean_draws", "psnr_worst_draw", "psnr_avg_output")
+    return " / ".join(_db(cell[k], interval(cell, k)) for k in keys)
 
 
 def adaptive_lines(data: Data) -> list[str]:
@@ -81,6 +92,39 @@ def adaptive_lines(data: Data) -> list[str]:
         lines.append(_row([r["model"], r["label"], f"{r['budget']}/256", *cells]))
     return lines + ["", "The undefended row feeds the same adversarial inputs to the bare restorer (for the "
                     "adaptive columns: inputs crafted through the purifier, without it).", ""]
+
+
+PAIRED_HEADER = ["model", "condition", "A vs B", "A - B (dB) [95 % CI]", "images", "reading"]
+
+
+def paired_intro(data: Data) -> str:
+    """The method sentence of the paired comparisons."""
+    p = data["paired"]
+    return (f"Paired per-image PSNR differences A - B on the same test images: mean with its {100 * p['level']:g} % "
+            f"percentile bootstrap interval ({p['resamples']} resamples of the images; Efron & Tibshirani 1993; "
+            f"seeds derived from params seed {p['seed']}). One setting is ranked above the other only where the "
+            "interval excludes zero. Attacked conditions: each restorer variant under the attack crafted on it. "
+            "On few images (see the images column) the percentile interval is too narrow, so a ranking there is weak.")
+
+
+def paired_cells(row: Mapping[str, Any]) -> list[str]:
+    """Cells of one paired comparison row (:data:`PAIRED_HEADER`)."""
+    diff = f"{signed_db(row['mean'])} [{signed_db(row['ci_low'])}, {signed_db(row['ci_high'])}]"
+    return [row["model"], row["condition_label"], f"{row['a']} vs {row['b']}", diff, str(row["n"]),
+            paired_statement(row)]
+
+
+def paired_lines(data: Data) -> list[str]:
+    """``## Paired comparisons``: purified vs undefended, fine-tuned vs base, purified + fine-tuned vs purified
+    per model and condition; nothing for report data without them."""
+    p = data.get("paired")
+    if not p:
+        return []
+    lines = ["## Paired comparisons (PSNR dB, 95 % bootstrap intervals)", "", paired_intro(data), ""]
+    if not p["rows"]:
+        return lines + ["No pair of settings to compare.", ""]
+    lines += [_row(PAIRED_HEADER), "|---|---|---|---:|---:|---|"]
+    return lines + [_row(paired_cells(r)) for r in p["rows"]] + [""]
 
 
 def transfer_lines(data: Data) -> list[str]:
@@ -139,17 +183,18 @@ def render_markdown(data: Data) -> str:
     """The whole report as markdown."""
     lines = [f"# {data['title']}", "",
              f"{data['captions']['setup']} PSNR/SSIM: tone-mapped, clamped to [0,1], 8-bit, RGB. "
-             "Budgets in units of 1/256.", "", NON_ADAPTIVE_WARNING, ""]
-    for section in (robustness_lines, glance_lines, adaptive_lines, transfer_lines, sweep_lines, checks_lines,
-                    cost_lines, optics_lines, provenance_lines):
+             "Budgets in units of 1/256. Means are shown as `mean [low, high]`: the 95 % percentile bootstrap "
+             "interval of the mean over the test images.", "", NON_ADAPTIVE_WARNING, ""]
+    for section in (headline_lines, robustness_lines, glance_lines, paired_lines, adaptive_lines, transfer_lines,
+                    sweep_lines, checks_lines, cost_lines, optics_lines, provenance_lines):
         lines += section(data)
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def sections_markdown(data: Data, names: tuple[str, ...] = ("glance", "adaptive")) -> list[str]:
-    """Named sections (``glance``, ``adaptive``, ``transfer``, ``sweep``, ``checks``, ``cost``) as markdown
-    strings, in the order given; an empty section is left out."""
-    views = {"glance": glance_lines, "adaptive": adaptive_lines, "transfer": transfer_lines,
+def sections_markdown(data: Data, names: tuple[str, ...] = ("headline", "glance", "adaptive")) -> list[str]:
+    """Named sections (``headline``, ``glance``, ``paired``, ``adaptive``, ``transfer``, ``sweep``, ``checks``,
+    ``cost``) as markdown strings, in the order given; an empty section is left out."""
+    views = {"headline": headline_lines, "glance": glance_lines, "paired": paired_lines, "adaptive": adaptive_lines, "transfer": transfer_lines,
              "sweep": sweep_lines, "checks": checks_lines, "cost": cost_lines}
     out = []
     for name in names:
