@@ -365,6 +365,7 @@ BENCHMARK_KINDS: dict[str, str] = {
     "speed": "python -m benchmarks.speed",
     "dynamic_filter": "python -m benchmarks.dynamic_filter",
     "startup": "python -m benchmarks.startup",
+    "store_encoding": "python -m benchmarks.store_encoding",
 }
 ATTACK_LABELS = {"fgsm": "FGSM", "pgd": "PGD", "bim": "BIM", "mifgsm": "MI-FGSM", "pgd_l2": "PGD-L2",
                  "cw": "C&W-L2", "lpips_pgd": "LPIPS-PGD", "simba": "SimBA", "square": "Square",
@@ -636,9 +637,42 @@ def startup_section(d: Mapping[str, Any]) -> str:
     return "\n".join(out)
 
 
+def store_encoding_section(d: Mapping[str, Any]) -> str:
+    """Quantised adversarial images stored as float32 + zstd and as uint8 levels + zstd
+    (``benchmarks.store_encoding``)."""
+    setup = d.get("setup") or {}
+    rows_in = d.get("encodings") or {}
+    if not rows_in:
+        return "No measurement in this record.\n"
+    shape = " x ".join(str(v) for v in setup.get("shape", [])) or "?"
+    repeats = setup.get("repeats", "?")
+    runs = f"{repeats} run{'' if repeats == 1 else 's'}"
+    rows = []
+    for enc, r in rows_in.items():
+        w, rv, ru = r.get("write") or {}, r.get("read_verified") or {}, r.get("read_unverified") or {}
+        rows.append([f"`{escape(enc)}`", fmt(r.get("chunk_bytes")), fmt((r.get("bytes_per_image") or 0) / 1e3, 1),
+                     f"{100 * r['fraction_of_float32_values']:.1f} %" if "fraction_of_float32_values" in r else "-",
+                     fmt(w.get("images_per_s"), 0), fmt(w.get("mb_per_s"), 0), fmt(rv.get("images_per_s"), 0),
+                     fmt(rv.get("mb_per_s"), 0), fmt(ru.get("images_per_s"), 0),
+                     fmt((r.get("study") or {}).get("gb"), 1)])
+    study = d.get("study") or {}
+    out = [f"{setup.get('images', '?')} images of {shape}, {setup.get('perturbation', '?')} perturbation of "
+           f"±{setup.get('eps_levels', '?')}/255, quantised to 8-bit levels ({setup.get('distinct_levels', '?')} "
+           f"distinct values); median of {runs}; MB/s of float32 image data.\n",
+           table(["encoding", "chunk bytes", "kB per image", "of the float32 values", "write images/s", "write MB/s",
+                  "read images/s (verified)", "read MB/s (verified)", "read images/s (unverified)",
+                  "study sets (GB)"], rows, "l" + "r" * 9),
+           f"float32 + zstd / uint8 + zstd: **{fmt(d.get('ratio'))}x**; float32 values / uint8 + zstd: "
+           f"**{fmt(d.get('ratio_to_float32_values'))}x**. Study sets: {fmt(study.get('images'))} images "
+           f"({fmt(study.get('test_images'))} test images x {study.get('restorers', '?')} restorers x "
+           f"{study.get('variants', '?')} variants x {study.get('sets', '?')} sets) of 3 x 256 x 256, "
+           f"{fmt(study.get('float32_values_gb'), 1)} GB as float32 values, extrapolated from the bytes per image.\n"]
+    return "\n".join(out)
+
+
 SECTIONS = {"simulate": simulate_section, "models": models_section, "attacks": attacks_section,
             "purify": purify_section, "speed": speed_section, "dynamic_filter": dynamic_filter_section,
-            "startup": startup_section}
+            "startup": startup_section, "store_encoding": store_encoding_section}
 
 
 def benchmark_sections(results: Mapping[str, Mapping[str, Any]], kind: str) -> str:

@@ -40,3 +40,11 @@ def test_keys_follow_params_order():
                                                                           {"name": "fgsm", "budgets": [8]}]}})
     assert [k.name for k in adversarial_keys(params)] == ["resunet_tiny/base/pgd/2", "resunet_tiny/base/pgd/8",
                                                           "resunet_tiny/base/fgsm/8"]
+
+
+def test_draw_names_round_trip():
+    from udcshield.pipeline.names import draw_name, split_draw
+    assert draw_name("clean", 0) == "clean" and draw_name("m/base/pgd/8", 2) == "draw2/m/base/pgd/8"
+    for name in ("clean", "m/base/pgd/8", "drawing/base/pgd/8"):
+        for k in (0, 1, 12):
+            assert split_draw(draw_name(name, k)) == (name, k)

@@ -29,9 +29,23 @@ def _read(layout):
 
 def test_every_set_purified_and_cache_cleared(data):
     _, layout, ref = data
-    assert set(ref) == {"clean", "resunet_tiny/base/fgsm/8"}
+    assert set(ref) == {"clean", "resunet_tiny/base/fgsm/8", "draw1/clean", "draw1/resunet_tiny/base/fgsm/8"}
     assert all(a.shape == (4, 3, 32, 32) and 0 <= a.min() and a.max() <= 1 for a in ref.values())
     assert not (layout.root / ".shards").exists()
+
+
+def test_draws_are_independent_and_draw_zero_is_the_single_draw(data, tmp_path):
+    """purify.draws 2 (the default): a second, independently seeded purification of every set; draw 0 is
+    bit-identical to a run with one draw."""
+    raw, layout, ref = data
+    assert not np.array_equal(ref["clean"], ref["draw1/clean"])
+    single = params_from_dict(deep_update(raw, {"purify": {"draws": 1}}))
+    purify.run(single, layout, CPU)
+    one = _read(layout)
+    assert set(one) == {"clean", "resunet_tiny/base/fgsm/8"}
+    for name, images in one.items():
+        assert np.array_equal(images, ref[name])
+    purify.run(params_from_dict(raw), layout, CPU)  # restore the module's store for the other tests
 
 
 def test_result_does_not_depend_on_shard_size(data):
@@ -59,8 +73,8 @@ def test_resume_reuses_finished_shards_bit_for_bit(data, monkeypatch):
     monkeypatch.setattr(purify, "purify_shard", original)
     rows = []
     purify.run(params, layout, CPU, progress=rows.append)
-    assert [r["computed"] for r in rows] == [False, False, True, True]
-    assert rows[-1]["done"] == rows[-1]["total"] == 8
+    assert [r["computed"] for r in rows] == [False, False] + [True] * 6  # 2 sets x 2 shards x 2 draws
+    assert rows[-1]["done"] == rows[-1]["total"] == 16
     for name, expected in ref.items():
         np.testing.assert_array_equal(read_images(layout.purified, name), expected)
 

@@ -15,7 +15,7 @@ model each attack declares (``threat_norm``, ``budget_mode``; looked up by name 
 """
 
 from udcshield.attacks.apgd import APGD, APGDL2
-from udcshield.attacks.base import ImageAttack, check_images, project_linf, representable_budget
+from udcshield.attacks.base import ImageAttack, check_images, project_linf, quantize_linf, representable_budget
 from udcshield.attacks.bim import BIM
 from udcshield.attacks.budget import BUDGET_UNIT, budget_to_linf, check_budget
 from udcshield.attacks.cw import CW
@@ -23,7 +23,7 @@ from udcshield.attacks.fgsm import FGSM
 from udcshield.attacks.lpips import LPIPS
 from udcshield.attacks.lpips_attack import LPIPSPGD
 from udcshield.attacks.mifgsm import MIFGSM
-from udcshield.attacks.objectives import OBJECTIVES, TARGETED, UNTARGETED, distortion
+from udcshield.attacks.objectives import OBJECTIVES, TARGETED, UNTARGETED, ClampedOutput, distortion
 from udcshield.attacks.oracle import QueryBudgetExceeded, QueryOracle
 from udcshield.attacks.pgd import PGD
 from udcshield.attacks.pgd_l2 import PGDL2, project_l2
@@ -60,6 +60,7 @@ __all__ = [
     "TARGETED",
     "UNTARGETED",
     "EnsembleModel",
+    "ClampedOutput",
     "ImageAttack",
     "QueryBudgetExceeded",
     "QueryOracle",
@@ -79,6 +80,7 @@ __all__ = [
     "list_attacks",
     "project_l2",
     "project_linf",
+    "quantize_linf",
     "register_attack",
     "representable_budget",
     "threat_model",

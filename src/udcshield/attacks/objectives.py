@@ -12,6 +12,7 @@ reference (the targeted setting of Carlini & Wagner 2017 transposed to image-to-
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 UNTARGETED: tuple[str, ...] = ("mse", "l1")
 TARGETED: tuple[str, ...] = ("targeted_mse", "targeted_l1")
@@ -53,3 +54,19 @@ def distortion(output: torch.Tensor, reference: torch.Tensor, kind: str = "mse")
     per_elem = diff * diff if kind.endswith("mse") else diff.abs()
     value = per_elem.reshape(per_elem.shape[0], -1).mean(dim=1)
     return -value if kind in TARGETED else value
+
+
+class ClampedOutput(nn.Module):
+    """The restorer's output clamped to [0, 1], the image PSNR and SSIM score (BasicSR convention).
+
+    An attack on ``ClampedOutput(model)`` raises the distortion that is actually scored: output pixels
+    already pushed past 0 or 1 get no gradient, so the attack spends its budget on pixels that still count.
+    Maps B x C x H x W in [0, 1] to the same shape in [0, 1].
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x).clamp(0.0, 1.0)

@@ -86,6 +86,12 @@ class AttackConfig:
     reference: Literal["target", "clean_output"] = option(
         "target", "What the distortion is measured against: the ground truth (strongest for PSNR) or the "
                   "restorer's output on the clean input.")
+    output: Literal["clamped", "raw"] = option(
+        "clamped", "Restorer output the distortion is measured on: `clamped` to [0, 1], as PSNR scores it, or "
+                   "`raw` (unclamped).")
+    quantize: bool = option(
+        False, "Round every L-inf adversarial set to 8-bit levels k/255 inside its budget, as an attacker's image "
+               "file would be (L2 sets stay float); stored as uint8.")
     batch_size: int = option(16, "Images per attack batch.")
     shard_size: int = option(16, "Images per shard: the unit of scheduling (runner) and of resume.")
     convergence: ConvergenceConfig = option(
@@ -119,11 +125,13 @@ class PurifyConfig:
     sampler: Literal["ddpm", "ddim"] = option("ddpm", "`ddpm` ancestral steps, or few-step `ddim`.")
     eta: float = option(0.0, "DDIM stochasticity in [0, 1] (0 = deterministic reverse chain).")
     guidance_scale: float = option(0.0, "> 0: GDMP guidance of each reverse step toward the input.")
+    draws: int = option(
+        2, "Independent purifier draws of every set; the evaluate stage scores each image by its mean over them.")
     batch_size: int = option(32, "Images per purification batch.")
     shard_size: int = option(32, "Images per shard: the unit of scheduling (runner) and of resume.")
 
     def validate(self, where: str) -> None:
-        positive(self, where, "t_star", "batch_size", "shard_size")
+        positive(self, where, "t_star", "draws", "batch_size", "shard_size")
         non_negative(self, where, "guidance_scale")
         if not 0.0 <= self.eta <= 1.0:
             raise ConfigError(f"{where}.eta ({self.eta}) must be in [0, 1] (DDIM stochasticity)")

@@ -29,8 +29,9 @@ import numpy as np
 import torch
 
 from udcshield.accel import AccelCache, accelerate_restorer_for
-from udcshield.attacks.base import project_linf
+from udcshield.attacks.base import project_linf, quantize_linf
 from udcshield.attacks.budget import budget_to_linf
+from udcshield.attacks.objectives import ClampedOutput
 from udcshield.attacks.registry import attack_constructor_eps, budget_mode, budget_radius, create_attack, threat_norm
 from udcshield.attacks.universal import apply_universal, universal_perturbation
 from udcshield.config import AttackSpec, Params, to_dict
@@ -84,7 +85,10 @@ def craft_images(model: torch.nn.Module, spec: AttackSpec, budget: int, inputs: 
                  ) -> tuple[torch.Tensor, dict[str, Any]]:
     """Adversarial inputs (N, 3, H, W) float32 in [0, 1] on CPU for these images, and their cost.
 
-    The cost counts iterations, forward-backward passes, queries and seconds. Image ``i``'s random start
+    The attack raises the distortion of the output clamped to [0, 1] (``attack.output: clamped``, what PSNR
+    scores) or of the raw output; with ``attack.quantize`` an L-inf set is rounded to 8-bit levels inside its
+    budget (:func:`udcshield.attacks.base.quantize_linf`). The cost counts iterations, forward-backward
+    passes, queries and seconds. Image ``i``'s random start
     comes from ``derive_seed(seed, 'attack/<set>', image_ids[i])``, so any subset (shard) of a set gets
     the same random starts as in the whole set. ``probe()`` gives the (inputs, targets) on which
     ``accel.amp: auto`` decides bf16 on CUDA (default: the first 16 of these images); ``accel_cache``
@@ -93,6 +97,8 @@ def craft_images(model: torch.nn.Module, spec: AttackSpec, budget: int, inputs: 
     model = model.to(device).eval()
     probe = probe if probe is not None else (lambda: (inputs[:PROBE_IMAGES], targets[:PROBE_IMAGES]))
     model, accel = accelerate_restorer_for(params.accel, model, probe, device, accel_cache)
+    if params.attack.output == "clamped":
+        model = ClampedOutput(model)
     stage = f"attack/{array_name(source, spec.name, budget)}"
     start = time.perf_counter()
     if spec.name == "universal":
@@ -103,7 +109,14 @@ def craft_images(model: torch.nn.Module, spec: AttackSpec, budget: int, inputs: 
     cost["accel"] = accel
     if budget_mode(spec.name) == "projected":
         adv = project_linf(adv, inputs, budget_radius(spec.name, budget, tuple(inputs.shape[1:])))
+    if quantized(params, spec):
+        adv = quantize_linf(adv, inputs, budget_radius(spec.name, budget, tuple(inputs.shape[1:])))
     return adv, cost
+
+
+def quantized(params: Params, spec: AttackSpec) -> bool:
+    """Whether ``spec``'s sets are rounded to 8-bit levels: ``attack.quantize`` and an L-inf threat model."""
+    return params.attack.quantize and threat_norm(spec.name) == "linf"
 
 
 def _per_image(model, spec, budget, inputs, targets, image_ids, params, stage, device):
@@ -180,7 +193,7 @@ def shard_cache(params: Params, layout: Layout) -> ShardCache:
 def plan(params: Params, layout: Layout, device: torch.device) -> dict[str, list[Shard]]:
     """Every set's shards (set name -> shards in image order), keyed by everything their content depends on.
 
-    Key material: seed, objective, reference, batch and shard size, the attack's spec, the restorer
+    Key material: seed, objective, reference, output (clamped or raw), quantize, batch and shard size, the attack's spec, the restorer
     checkpoint's digest, the content digests of the test inputs and targets (and of the training pairs
     for ``universal``; recomputed from the stored data and checked against the recorded ones, so an
     altered or non-finite input is refused here, before any work), the image ids, the code digest and the
@@ -189,7 +202,8 @@ def plan(params: Params, layout: Layout, device: torch.device) -> dict[str, list
     attrs = store_attrs(layout.test_store)
     ids = list(attrs["image_ids"])
     common = {"stage": "attack", "seed": params.seed, "objective": params.attack.objective,
-              "reference": params.attack.reference, "batch_size": params.attack.batch_size,
+              "reference": params.attack.reference, "output": params.attack.output,
+              "quantize": params.attack.quantize, "batch_size": params.attack.batch_size,
               "shard_size": params.attack.shard_size, "code": code_digest(), "device": device.type,
               "accel": to_dict(params.accel) if device.type == "cuda" else None,
               "inputs": verified_digest(layout.test_store, "inputs"),
@@ -277,7 +291,9 @@ def assemble(params: Params, layout: Layout, shards: dict[str, list[Shard]], dev
         cost["seconds"] = round(float(cost.get("seconds", 0.0)), 3)
         adv = torch.from_numpy(np.concatenate(arrays))
         attrs = _norm_attrs(spec, budget, adv, inputs, source, f"attack/{name}", cost)
-        extra = {"objective_history": mean_objective(history)} if history is not None else {}
+        extra: dict[str, Any] = {"output": params.attack.output, "quantized": quantized(params, spec)}
+        if history is not None:
+            extra["objective_history"] = mean_objective(history)
         check = convergence_check(params, layout, name, adv, device, models) if history is not None else None
         if check is not None:
             extra["convergence"] = check
@@ -330,8 +346,8 @@ def write_outputs(params: Params, layout: Layout, results: dict[str, tuple[np.nd
                            seeds={"seed": params.seed, "derivation": "derive_seed(seed, 'attack/<set>', image_id)"},
                            device=str(device), extra={"sets": sorted(results), "runner": runner})
     with write_store(layout.adversarial, prov) as w:
-        for name, (adv, attrs) in results.items():
-            w.add_images(name, adv, attrs=attrs)
+        for name, (adv, attrs) in results.items():  # 8-bit sets as uint8 levels, decoded exactly on read
+            w.add_images(name, adv, attrs=attrs, encoding="uint8" if attrs.get("quantized") else "float32")
     return {name: attrs for name, (_, attrs) in results.items()}
 
 

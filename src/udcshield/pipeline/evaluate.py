@@ -32,7 +32,7 @@ from udcshield.pipeline.grid import write_grid
 from udcshield.pipeline.layout import Layout
 from udcshield.pipeline.runner import run_stage
 from udcshield.pipeline.stage import Stage, StageContext, Unit
-from udcshield.pipeline.names import CLEAN, DEFENSES, TRANSFER, array_name, model_label, restorers
+from udcshield.pipeline.names import CLEAN, DEFENSES, TRANSFER, array_name, draw_name, model_label, restorers
 from udcshield.pipeline.summary import means
 from udcshield.pipeline.worst_case import attach_convergence, worst_case_records
 from udcshield.store.zarr_io import read_images, store_attrs
@@ -60,14 +60,16 @@ def cells(params: Params) -> Iterator[tuple[str, str, str, int]]:
                     yield source, "none", f"{spec.name}{TRANSFER}{surrogate}", max(spec.budgets)
 
 
-def cell_inputs(layout: Layout, restorer: str, defense: str, attack: str, budget: int) -> torch.Tensor:
-    """The restorer's input for one cell, (N, 3, H, W) float32 in [0, 1]."""
+def cell_inputs(layout: Layout, restorer: str, defense: str, attack: str, budget: int,
+                draw: int = 0) -> torch.Tensor:
+    """The restorer's input for one cell, (N, 3, H, W) float32 in [0, 1] (``draw``: purifier draw, purified
+    cells only)."""
     source = restorer
     if TRANSFER in attack:
         attack, source = attack.split(TRANSFER)
     if defense == "purified":
         name = CLEAN if attack == CLEAN else array_name(source, attack, budget)
-        return torch.from_numpy(read_images(layout.purified, name))
+        return torch.from_numpy(read_images(layout.purified, draw_name(name, draw)))
     if attack == CLEAN:
         return load_pairs(layout.test_store)[0]
     return torch.from_numpy(read_images(layout.adversarial, array_name(source, attack, budget)))
@@ -82,10 +84,14 @@ def score(model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor, m
 
 def cell_records(params: Params, layout: Layout, model: torch.nn.Module, cell: tuple[str, str, str, int],
                  targets: torch.Tensor, image_ids: list[str], device: torch.device) -> list[dict[str, Any]]:
-    """Score one (restorer, defense, attack, budget) cell: one record per image x metric."""
+    """Score one (restorer, defense, attack, budget) cell: one record per image x metric; a purified cell's
+    value is the mean over the ``purify.draws`` purifier draws of that image."""
     source, defense, attack, budget = cell
-    values = score(model, cell_inputs(layout, source, defense, attack, budget), targets,
-                   params.evaluate.metrics, params.evaluate.batch_size, device)
+    draws = params.purify.draws if defense == "purified" else 1
+    runs = [score(model, cell_inputs(layout, source, defense, attack, budget, k), targets, params.evaluate.metrics,
+                  params.evaluate.batch_size, device) for k in range(draws)]
+    values = {m: torch.stack([torch.as_tensor(r[m], dtype=torch.float64) for r in runs]).mean(0)
+              for m in params.evaluate.metrics}
     return [{"image_id": i, "model": model_label(source), "defense": defense, "attack": attack,
              "budget": budget, "metric": metric, "value": float(v)}
             for metric, per_image in values.items() for i, v in zip(image_ids, per_image.tolist())]
@@ -152,7 +158,7 @@ class EvaluateStage(Stage):
 STAGE = EvaluateStage(
     name="evaluate",
     desc="PSNR and SSIM per image for every restorer variant x defense x condition, plus transfer cells",
-    params=("attack", "evaluate", "train.models", "report.grid_images", "report.grid_attack"),
+    params=("attack", "evaluate", "train.models", "purify.draws", "report.grid_images", "report.grid_attack"),
     deps=("data/simulated/test.zarr", "data/attack", "data/purify", "data/restorers", "data/finetuned"),
     outs=("data/evaluate/records.csv", "data/evaluate/grid.zarr"),
     metrics=({"data/evaluate/metrics.json": {"cache": False}},),

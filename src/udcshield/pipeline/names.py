@@ -104,3 +104,17 @@ def adversarial_keys(params: Params) -> list[AdvKey]:
 def condition_label(attack: str, budget: int) -> str:
     """Condition of a record in summaries: ``clean``, or ``<attack>_<budget>``."""
     return CLEAN if attack == CLEAN else f"{attack}_{budget}"
+
+
+def draw_name(name: str, draw: int) -> str:
+    """Array of purifier draw ``draw`` (>= 0) of set ``name`` in ``purified.zarr``: ``name`` itself for draw 0,
+    ``draw<k>/<name>`` for the others."""
+    return name if draw == 0 else f"draw{draw}/{name}"
+
+
+def split_draw(array: str) -> tuple[str, int]:
+    """Inverse of :func:`draw_name`: (set name, draw)."""
+    head, _, rest = array.partition("/")
+    if head.startswith("draw") and head[4:].isdigit() and rest:
+        return rest, int(head[4:])
+    return array, 0

@@ -2,7 +2,9 @@
 
 Non-adaptive setting of Song et al. (arXiv 2402.13629): the attack was crafted on the bare restorer,
 then its output is purified (diffuse to t*, reverse to 0; Nie et al., 2022). Output ``purified.zarr``
-mirrors ``adversarial.zarr`` names, plus ``clean``; each (N, 3, H, W) float32 in [0, 1].
+mirrors ``adversarial.zarr`` names, plus ``clean``; each (N, 3, H, W) float32 in [0, 1]. With
+``purify.draws`` > 1 each set is purified that many times with independent noise: draw 0 under the set's
+name, draw k under ``draw<k>/<set>`` (the evaluate stage averages the scores over draws per image).
 
 Work is split into shards of ``purify.shard_size`` consecutive images per set, each kept in the shard
 cache (:mod:`udcshield.pipeline.shards`) as soon as it is done, so a rerun after a crash recomputes only
@@ -26,7 +28,7 @@ from udcshield.defenses.purifier import load_purifier
 from udcshield.pipeline.common import run_batched, to_numpy_images
 from udcshield.pipeline.checkpoints import verified_checkpoint_digest
 from udcshield.pipeline.layout import Layout
-from udcshield.pipeline.names import CLEAN, adversarial_keys
+from udcshield.pipeline.names import CLEAN, adversarial_keys, draw_name, split_draw
 from udcshield.pipeline.runner import run_stage
 from udcshield.pipeline.shards import (Shard, ShardCache, ShardedStage, cache_root, code_digest, ids_digest, make_shards,
                                       shard_units, units_by_set)
@@ -38,12 +40,15 @@ Progress = Callable[[dict], None] | None
 
 
 def set_names(params: Params) -> list[str]:
-    """Every set to purify: ``clean`` first, then each adversarial set by name."""
-    return [CLEAN, *(key.name for key in adversarial_keys(params))]
+    """Every array to write: ``clean`` first, then each adversarial set by name, for each of ``purify.draws``
+    purifier draws (:func:`udcshield.pipeline.names.draw_name`: draw 0 under the set's own name)."""
+    names = [CLEAN, *(key.name for key in adversarial_keys(params))]
+    return [draw_name(name, k) for k in range(params.purify.draws) for name in names]
 
 
 def source_of(layout: Layout, name: str) -> tuple[Path, str]:
-    """(store, array) holding the un-purified images of set ``name``."""
+    """(store, array) holding the un-purified images of array ``name`` (any draw)."""
+    name = split_draw(name)[0]
     return (layout.test_store, "inputs") if name == CLEAN else (layout.adversarial, name)
 
 
@@ -56,7 +61,8 @@ def purify_one(params: Params, purifier: torch.nn.Module, name: str, images: tor
                image_ids: list[str], device: torch.device, accel_cache: AccelCache | None = None) -> torch.Tensor:
     """Purify one set (or a shard of it): (N, 3, H, W) in [0, 1] -> same shape on CPU, in [0, 1].
 
-    Noise per image from derive_seed(seed, 'purify/<name>', image_id); a batch that runs out of memory
+    Noise per image from derive_seed(seed, 'purify/<name>', image_id) (``name`` as stored, so each draw
+    ``draw<k>/<set>`` has its own noise); a batch that runs out of memory
     is retried at half the size (:func:`udcshield.pipeline.common.run_batched`). ``accel_cache`` keeps
     the accelerated UNet runner (CUDA) across calls.
     """
