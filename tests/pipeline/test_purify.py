@@ -16,7 +16,8 @@ CPU = torch.device("cpu")
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     torch.set_num_threads(1)
-    raw = sharded_params(attack={"attacks": [{"name": "fgsm", "budgets": [8]}]}, sweep={"attack": "fgsm"})
+    raw = sharded_params(attack={"attacks": [{"name": "fgsm", "budgets": [8]}]}, sweep={"attack": "fgsm"},
+                         purify={"draws": 2})
     params, layout = build_data(tmp_path_factory.mktemp("purify"), raw)
     attack.run(params, layout, CPU)
     purify.run(params, layout, CPU)
@@ -35,7 +36,7 @@ def test_every_set_purified_and_cache_cleared(data):
 
 
 def test_draws_are_independent_and_draw_zero_is_the_single_draw(data, tmp_path):
-    """purify.draws 2 (the default): a second, independently seeded purification of every set; draw 0 is
+    """purify.draws 2: a second, independently seeded purification of every set; draw 0 is
     bit-identical to a run with one draw."""
     raw, layout, ref = data
     assert not np.array_equal(ref["clean"], ref["draw1/clean"])

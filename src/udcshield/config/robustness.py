@@ -62,7 +62,7 @@ class ConvergenceConfig:
     there falls by more than ``tolerance_db`` is flagged ``converged: false``."""
 
     enabled: bool = option(True, "Run the convergence probe of every iterative attack.")
-    probe_images: int = option(8, "First N test images of the probe rerun.")
+    probe_images: int = option(4, "First N test images of the probe rerun.")
     tolerance_db: float = option(0.1, "Largest PSNR drop (dB) of the longer rerun for a converged set.")
 
     def validate(self, where: str) -> None:
@@ -78,10 +78,10 @@ class AttackConfig:
         ("base", "finetuned"), "Restorer variants every attack is crafted on.")
     attacks: tuple[AttackSpec, ...] = option(
         (AttackSpec(name="pgd", kwargs={"steps": 20, "random_start": True}),
-         AttackSpec(name="apgd", kwargs={"steps": 50, "restarts": 1}),
-         AttackSpec(name="square", kwargs={"max_queries": 200}), AttackSpec(name="fgsm")),
-        "Attacks, each at its budgets (the default: PGD-Linf, 20 iterations, random start; APGD, 50 iterations; "
-        "Square, 200 queries; FGSM).")
+         AttackSpec(name="apgd", kwargs={"steps": 100, "restarts": 1}),
+         AttackSpec(name="square", budgets=(8,), kwargs={"max_queries": 200}), AttackSpec(name="fgsm")),
+        "Attacks, each at its budgets (the default: PGD-Linf, 20 iterations, random start; APGD, 100 iterations; "
+        "Square, 200 queries at 8/256; FGSM).")
     objective: Literal["mse", "l1"] = option("mse", "Distortion of the restored output that the attacks raise.")
     reference: Literal["target", "clean_output"] = option(
         "target", "What the distortion is measured against: the ground truth (strongest for PSNR) or the "
@@ -126,7 +126,7 @@ class PurifyConfig:
     eta: float = option(0.0, "DDIM stochasticity in [0, 1] (0 = deterministic reverse chain).")
     guidance_scale: float = option(0.0, "> 0: GDMP guidance of each reverse step toward the input.")
     draws: int = option(
-        2, "Independent purifier draws of every set; the evaluate stage scores each image by its mean over them.")
+        1, "Independent purifier draws of every set; the evaluate stage scores each image by its mean over them.")
     batch_size: int = option(32, "Images per purification batch.")
     shard_size: int = option(32, "Images per shard: the unit of scheduling (runner) and of resume.")
 

@@ -84,12 +84,15 @@ def convergence_record(spec: AttackSpec, probe: AttackSpec, restored: torch.Tens
         atk: the set's attack instance (for its steps and restarts).
 
     Returns:
-        {"probe_images", "steps", "probe_steps", "restarts", "probe_restarts", "psnr", "probe_psnr",
-        "drop_db", "tolerance_db", "converged"}; PSNR in the SYNTH convention, means over the probe images.
+        {"probe_images", "steps", "probe_steps", "probe_psnr_per_image", "restarts", "probe_restarts", "psnr",
+        "probe_psnr", "drop_db", "tolerance_db", "converged"}; PSNR in the SYNTH convention, means over the
+        probe images (the first ``probe_images`` test images, in order).
     """
-    base, longer = psnr(restored, targets).mean(), psnr(restored_probe, targets).mean()
+    per_image, per_image_probe = psnr(restored, targets), psnr(restored_probe, targets)
+    base, longer = per_image.mean(), per_image_probe.mean()
     drop = float(base - longer)
     return {"probe_images": int(targets.shape[0]), "steps": int(atk.steps), "probe_steps": int(probe.kwargs["steps"]),
+            "probe_psnr_per_image": [round(float(v), 4) for v in per_image_probe.tolist()],
             "restarts": int(getattr(atk, "restarts", 1)),
             "probe_restarts": int(probe.kwargs.get("restarts", getattr(atk, "restarts", 1))),
             "psnr": round(float(base), 4), "probe_psnr": round(float(longer), 4), "drop_db": round(drop, 4),

@@ -105,7 +105,7 @@ def write_outputs(params: Params, layout: Layout, records: list[dict[str, Any]])
     """
     records = records + worst_case_records(params, records)
     write_records_csv(records, layout.records)
-    summary = attach_convergence(params, layout.adversarial, means(records, params.seed))
+    summary = attach_convergence(params, layout.adversarial, means(records, params.seed), records)
     write_json(summary, layout.metrics)
     for (attack, series), rows in curves(params, summary).items():
         write_rows_csv(rows, layout.curves_dir / attack / f"{series}.csv")

@@ -322,7 +322,7 @@ def captions(params: Params, n_images: int) -> dict[str, str]:
 def build_report_data(params: Params, layout: Layout) -> dict[str, Any]:
     """Everything the report shows (see the module docstring); JSON-serialisable."""
     all_records = read_records_csv(layout.records)
-    summary = attach_convergence(params, layout.adversarial, means(all_records, params.seed))
+    summary = attach_convergence(params, layout.adversarial, means(all_records, params.seed), all_records)
     records = [r for r in all_records if TRANSFER not in r["attack"]]
     n_images = len({r["image_id"] for r in records})
     attack_attrs = {array_name(src, s.name, b): store_attrs(layout.adversarial, array_name(src, s.name, b))
