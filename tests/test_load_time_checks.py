@@ -114,6 +114,12 @@ def _adaptive(p: Params) -> Any:
     return adaptive.craft(p, _pur(p), _m(), cfg.attacks[0], cfg.budgets[0], x, x, _ids(len(x)), "m/b", CPU)
 
 
+def _adaptive_checks(p: Params) -> Any:
+    """The adaptive stage's masking checks of one restorer (no records yet: only the check attacks run)."""
+    x = _x(p)[: p.adaptive.max_images]
+    return adaptive.source_checks(p, _pur(p), _m(), "m/b", x, x, _ids(len(x)), [], CPU)
+
+
 # ------------------------------------------------------------------------------------------ overrides
 def _s(section: str, **values: Any) -> dict:
     """``_s("simulate.optics", support_px=1)`` is ``{"simulate": {"optics": {"support_px": 1}}}``."""
@@ -317,13 +323,30 @@ ROWS: tuple[Row, ...] = (
     *_group("adaptive", _adaptive,
             ("adaptive_t_star", "defenses.defended:DefendedRestorer.__init__", _s("purify", num_steps=None,
              t_star=2000), "int in [0, 1000]"),
-            ("adaptive_no_gradient", "defenses.adaptive:AdaptivePGD.__init__", _s("adaptive", attacks=[
+            ("adaptive_no_gradient", "defenses.adaptive:_check_defended", _s("adaptive", attacks=[
                 {"name": "x", "gradient": "none"}]), "blocks gradients"),
+            ("adaptive_algorithm", "pipeline.adaptive:make_attack", _s("adaptive", attacks=[
+                {"name": "x", "algorithm": "fgsm"}]), "algorithm must be one of"),
             ("adaptive_gradient", "defenses.defended:DefendedRestorer.gradient", _s("adaptive", attacks=[
                 {"name": "x", "gradient": "spsa"}]), "must be one of"),
             ("adaptive_steps", PGDI, _s("adaptive", attacks=[{"name": "x", "steps": 0}]), "steps must be an int"),
-            ("adaptive_eot", "defenses.adaptive:AdaptivePGD.__init__", _s("adaptive", attacks=[
+            ("adaptive_eot", "defenses.adaptive:DefendedEOT._setup_eot", _s("adaptive", attacks=[
                 {"name": "x", "eot_samples": 0}]), "eot_samples must be"),
+            ("adaptive_restarts", PGDI, _s("adaptive", attacks=[{"name": "x", "restarts": 0}]), "restarts must be"),
+            ("adaptive_apgd_steps", "attacks.apgd:_APGD.__init__", _s("adaptive", attacks=[
+                {"name": "x", "algorithm": "apgd", "steps": 0}]), "steps must be an int"),
+            ("adaptive_apgd_eot", "defenses.adaptive:DefendedEOT._setup_eot", _s("adaptive", attacks=[
+                {"name": "x", "algorithm": "apgd", "eot_samples": 0}]), "eot_samples must be"),
+            ("adaptive_square_queries", "attacks.square:Square.__init__", _s("adaptive", checks={"square_queries": 0}),
+             "max_queries must be", _adaptive_checks),
+            ("adaptive_square_eot", "defenses.adaptive:AdaptiveSquare.__init__", _s(
+                "adaptive", checks={"square_eot_samples": 0}), "eot_samples must be", _adaptive_checks),
+            ("adaptive_large_budget", BUDGET, _s("adaptive", checks={"large_budget": 300}), "in [1, 256]",
+             _adaptive_checks),
+            ("adaptive_large_budget_attack", "pipeline.adaptive:large_budget_spec", _s(
+                "adaptive", checks={"large_budget_attack": "nope"}), "is not one of", _adaptive_checks),
+            ("adaptive_check_images", "pipeline.adaptive:run_attack", _s("adaptive", checks={"max_images": 0}),
+             "non-empty", _adaptive_checks),
             ("adaptive_budget", BUDGET, _s("adaptive", budgets=[300]), "in [1, 256]"),
             ("adaptive_max_images", "pipeline.adaptive:craft", _s("adaptive", max_images=0), "non-empty"),
             ("adaptive_batch", "pipeline.common:batches", _s("adaptive", batch_size=0), "must not be zero",
@@ -397,8 +420,8 @@ def test_the_failing_stage_runs_the_catching_check(row: Row) -> None:
 # ------------------------------------------------------------------------------------------ the walk
 #: What the stages run: the stage modules, their helpers, and the library they hand params values to.
 SCANNED = tuple(f"{package}.{m}" for package, modules in (
-    ("pipeline", "simulate train train_purifier finetune attack purify sweep adaptive evaluate report common grid "
-                 "names layout shards"),
+    ("pipeline", "simulate train train_purifier finetune attack purify sweep adaptive adaptive_checks evaluate report "
+                 "common grid names layout shards"),
     ("defenses", "samplers schedule dataset adaptive purifier defended ddim guidance"),
     ("attacks", "registry budget base objectives fgsm pgd apgd bim mifgsm pgd_l2 cw lpips lpips_attack simba "
                 "square universal"),
@@ -411,8 +434,9 @@ ALLOWLIST = {
     "pipeline.simulate:make_psf_bank": "channels of the sensor-response file (file content)",
     "pipeline.attack:_norm_attrs": "the crafted perturbation against its budget (a result, not a setting)",
     "pipeline.attack:_universal": "the stage always passes the training pairs (internal)",
-    "defenses.adaptive:AdaptivePGD.forward": "gradient mode changed after construction (API misuse)",
-    "defenses.adaptive:AdaptivePGD.get_logits": "called outside an attack call (API misuse)",
+    "defenses.adaptive:DefendedEOT.forward": "gradient mode changed after construction (API misuse)",
+    "defenses.adaptive:DefendedEOT.get_logits": "called outside an attack call (API misuse)",
+    "defenses.adaptive:AdaptiveSquare.get_logits": "called outside an attack call, or on part of the batch (API)",
     "defenses.purifier:DiffusionPurifier.alpha_bar": "timesteps come from the schedule, after check_t_star",
     "defenses.purifier:DiffusionPurifier.reverse_step": "timesteps come from the schedule, after check_t_star",
     "defenses.purifier:save_purifier": "type of its argument (API misuse)",
@@ -425,6 +449,7 @@ ALLOWLIST = {
     "models.blocks:PSFCoded._code": "shape of the PSF code passed to forward (data)",
     "models.blocks:WindowAttention.__init__": "Uformer derives heads = channels // embed_dim: always divides",
     "training.gan:PatchDiscriminator.__init__": "built with its defaults; no params key sets it",
+    "training.gan:GANLoss.__call__": "discriminator output and target shapes agree by construction (internal)",
     "training.restorer:train_loop": "a NaN/inf loss (training dynamics)",
     "training.restorer:trainable_parameters": "nothing trains: finetune.trainable prefixes must match (row ft_prefix)",
     "physics.masks:load_user_mask": "the user mask file's content",

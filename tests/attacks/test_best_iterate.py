@@ -10,7 +10,7 @@ from torch import nn
 
 from tests.tiny import mid_images, small_net
 from udcshield.attacks import BIM, MIFGSM, PGD, PGDL2
-from udcshield.attacks.base import BestIterate
+from udcshield.attacks.iterates import BestIterate
 from udcshield.attacks.budget import budget_to_linf
 from udcshield.attacks.objectives import distortion
 

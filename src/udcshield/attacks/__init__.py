@@ -15,7 +15,8 @@ model each attack declares (``threat_norm``, ``budget_mode``; looked up by name 
 """
 
 from udcshield.attacks.apgd import APGD, APGDL2
-from udcshield.attacks.base import ImageAttack, check_images, project_linf, quantize_linf, representable_budget
+from udcshield.attacks.base import ImageAttack, check_images, project_linf, representable_budget
+from udcshield.attacks.quantize import quantize_linf
 from udcshield.attacks.bim import BIM
 from udcshield.attacks.budget import BUDGET_UNIT, budget_to_linf, check_budget
 from udcshield.attacks.cw import CW

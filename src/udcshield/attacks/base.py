@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from udcshield.attacks.budget import check_threat_model
+from udcshield.attacks.iterates import BestIterate
 from udcshield.attacks.objectives import check_objective, distortion
 from udcshield.seeding import derive_seed
 
@@ -102,71 +103,6 @@ def project_linf(adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor
             return out
         out = torch.where(bad, torch.nextafter(out, x), out)
     return torch.where(bad, x, out)  # safety net; not reached in practice
-
-
-#: 8-bit levels of an image file: values k / 255, k = 0..255.
-LEVELS = 255
-
-
-def quantize_linf(adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
-    """The 8-bit image an attacker would deliver: each value of ``adv`` rounded to the nearest level k / 255
-    that stays within the L-infinity ball of radius ``eps`` around ``x`` and in [0, 1].
-
-    Levels are float32(k) / 255, exactly what an 8-bit image decodes to. Per element, k is round(255 adv)
-    clipped to the levels inside [x - eps, x + eps] (checked exactly in float64); such a level exists for
-    every eps >= 1/510 (the interval is at least one level wide), else ValueError.
-
-    Args:
-        adv: adversarial images, B x C x H x W in [0, 1] (float32 or float64), within eps of ``x``.
-        x: clean images, same shape, in [0, 1].
-        eps: L-infinity radius in [0, 1].
-
-    Returns:
-        float32 tensor of the shape of ``x``, values k / 255, ``max |out - x| <= eps``.
-    """
-    eps = check_eps(eps)
-    check_projection_pair(adv, x)
-    x64 = x.detach().double()
-    lo, hi = (x64 - eps).clamp(min=0.0), (x64 + eps).clamp(max=1.0)
-    k_lo, k_hi = torch.ceil(lo * LEVELS - 1e-9), torch.floor(hi * LEVELS + 1e-9)
-    k = torch.minimum(torch.maximum(torch.round(adv.detach().double() * LEVELS), k_lo), k_hi)
-    for _ in range(4):  # a level on the ball's edge may decode a hair outside it: step one level inward
-        out = k.float() / LEVELS
-        over = (out.double() - x64).abs() > eps
-        if not bool(over.any()):
-            return out
-        k = torch.where(over, k - torch.sign(out.double() - x64), k)
-    raise ValueError(f"eps {eps} is too small for 8-bit levels around these images (needs eps >= 1/510)")
-
-
-class BestIterate:
-    """Each image's best iterate of an ascent: the point with the largest objective seen so far.
-
-    Iterative attacks score every iterate they take a gradient at (the objective comes with the gradient),
-    plus the last one, and return the best per image rather than the last iterate, as APGD does (Croce &
-    Hein, ICML 2020); a later iterate wins only when strictly better. ``history()`` is the best objective
-    after each scored iterate, (n_scored, B) float64, for convergence checks.
-    """
-
-    def __init__(self) -> None:
-        self.point: torch.Tensor | None = None
-        self.value: torch.Tensor | None = None
-        self._history: list[torch.Tensor] = []
-
-    def update(self, adv: torch.Tensor, value: torch.Tensor) -> None:
-        """Offer iterate ``adv`` (B x C x H x W) with objective ``value`` (B,)."""
-        value = value.detach().double()
-        if self.point is None or self.value is None:
-            self.point, self.value = adv.detach().clone(), value.clone()
-        else:
-            better = value > self.value
-            self.point = torch.where(better.view(-1, *([1] * (adv.ndim - 1))), adv.detach(), self.point)
-            self.value = torch.where(better, value, self.value)
-        self._history.append(self.value.clone())
-
-    def history(self) -> torch.Tensor:
-        """Best objective after each scored iterate, (n_scored, B) float64 (empty (0,) before any update)."""
-        return torch.stack(self._history) if self._history else torch.empty(0, dtype=torch.float64)
 
 
 class ImageAttack:

@@ -7,7 +7,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from udcshield.attacks.base import BestIterate, ImageAttack, check_float, check_int
+from udcshield.attacks.iterates import BestIterate
+from udcshield.attacks.base import ImageAttack, check_float, check_int
 from udcshield.attacks.bim import _forced_random_start
 from udcshield.attacks.budget import LINF, RADIUS, budget_to_linf
 

@@ -9,7 +9,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from udcshield.attacks.base import BestIterate, ImageAttack
+from udcshield.attacks.iterates import BestIterate
+from udcshield.attacks.base import ImageAttack
 from udcshield.attacks.budget import LINF, RADIUS, budget_to_linf
 
 

@@ -18,6 +18,7 @@ from udcshield.config import reference
 from udcshield.config.base import MAX_BUDGET, ConfigError, to_dict
 from udcshield.config.params import SECTIONS, Params, load_params, params_from_dict
 from udcshield.config.robustness import (
+    AdaptiveChecks,
     AdaptiveConfig,
     AdaptiveSpec,
     AttackConfig,
@@ -50,6 +51,7 @@ __all__ = [
     "MAX_BUDGET",
     "SECTIONS",
     "AccelConfig",
+    "AdaptiveChecks",
     "AdaptiveConfig",
     "AdaptiveSpec",
     "AttackConfig",

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from udcshield.config.base import (
     ConfigError,
+    check_budget,
     check_budgets,
     non_negative,
     option,
@@ -19,6 +20,11 @@ from udcshield.config.base import (
 )
 
 __all__ = [
+    "STRONG_ATTACKS",
+    "STRONG_BUDGETS",
+    "STRONG_CHECKS",
+    "STRONG_DRAWS",
+    "AdaptiveChecks",
     "AdaptiveConfig",
     "AdaptiveSpec",
     "AttackConfig",
@@ -149,19 +155,26 @@ RESERVED_ADAPTIVE_NAMES = ("clean", "pgd")
 
 @dataclass(frozen=True)
 class AdaptiveSpec:
-    """One adaptive attack through the purifier: PGD with ``gradient`` "bpda" or "full", EOT over draws."""
+    """One adaptive attack through the purifier: PGD (Madry et al. 2018) or APGD (Croce & Hein 2020) with
+    ``gradient`` "bpda" or "full", EOT over the purifier's noise (Athalye et al. 2018)."""
 
     name: str = option(doc="Label of the attack in stores and reports (no `/` or `@`; not `clean` or `pgd`, the "
                            "labels of the clean and non-adaptive records beside it).")
+    algorithm: Literal["pgd", "apgd"] = option(
+        "pgd", "`pgd`: PGD-Linf, step 2.5 eps / steps, random start (Madry et al. 2018); `apgd`: Auto-PGD, "
+               "step-size schedule and momentum (Croce & Hein 2020). Both keep each image's best iterate of the "
+               "EOT-mean objective.")
     gradient: Literal["bpda", "full"] = option(
         "bpda", "`bpda`: identity gradient through the purifier (Athalye et al. 2018); `full`: exact "
                 "gradient through the reverse chain.")
     eot_samples: int = option(4, "Purifier draws averaged per gradient (expectation over transformation).")
-    steps: int = option(10, "PGD iterations.")
-    checkpoint: bool = option(True, "Gradient checkpointing of the reverse chain (`full`: less memory).")
+    steps: int = option(10, "Iterations (gradient steps) per restart.")
+    restarts: int = option(1, "Random restarts; each image keeps its best (EOT-mean objective) over them.")
+    checkpoint: bool = option(True, "Gradient checkpointing of the reverse chain (`full`: less memory, about 1.6x "
+                                    "the time of a gradient).")
 
     def validate(self, where: str) -> None:
-        positive(self, where, "eot_samples", "steps")
+        positive(self, where, "eot_samples", "steps", "restarts")
         if not self.name or "/" in self.name or "@" in self.name:
             raise ConfigError(f"{where}.name must be a non-empty label without '/' or '@', got {self.name!r}")
         if self.name in RESERVED_ADAPTIVE_NAMES:
@@ -170,24 +183,91 @@ class AdaptiveSpec:
 
 
 @dataclass(frozen=True)
+class AdaptiveChecks:
+    """Gradient-masking checks of the adaptive evaluation (Athalye et al. 2018, Sec. 3.1; Carlini et al.,
+    arXiv 1902.06705), written to ``data/adaptive/checks.json``; comparisons use the PSNR mean over draws.
+
+    Per restorer variant and budget: the strongest full-gradient attack is at least as strong as the strongest
+    BPDA one, and both at least as strong as transfer (the non-adaptive ``pgd`` set, purified), within
+    ``tolerance_db``; the black-box Square attack (Andriushchenko et al. 2020) on the defended system, on
+    the first ``max_images`` images, is not stronger than the per-image best white-box attack by more
+    than ``tolerance_db``. Per variant: the attack ``large_budget_attack`` at ``large_budget``/256 gets within
+    ``floor_tolerance_db`` of the floor, the defended PSNR of uniform-random input images.
+    """
+
+    enabled: bool = option(True, "Run the gradient-masking checks (needs `adaptive.enabled`).")
+    tolerance_db: float = option(0.5, "Slack (dB) of the attack-ordering checks (full vs BPDA vs transfer, Square "
+                                      "vs white-box).")
+    max_images: int = option(2, "First N of the adaptive images for Square and the large-budget check (all of "
+                                "them when `adaptive.max_images` is smaller).")
+    square_queries: int = option(40, "Square queries per image (the stripe initialization included).")
+    square_eot_samples: int = option(1, "Fixed purifier draws per Square query; the objective is the mean "
+                                        "distortion over them (common random numbers).")
+    large_budget: int = option(64, "Budget (units of 1/256) of the large-budget check; 64 = eps 0.25.")
+    large_budget_attack: str | None = option(
+        None, "Attack of `adaptive.attacks` run at `large_budget`; null = the first with `gradient: full` (else "
+              "the first).")
+    floor_tolerance_db: float = option(
+        3.0, "The large-budget attack passes when its defended PSNR is within this many dB of the random-image "
+             "floor.")
+
+    def validate(self, where: str) -> None:
+        positive(self, where, "max_images", "square_queries", "square_eot_samples")
+        non_negative(self, where, "tolerance_db", "floor_tolerance_db")
+        check_budget(self.large_budget, f"{where}.large_budget")
+
+
+#: ``adaptive.strong: true``: the full protocol, sized for a GPU (Athalye et al. 2018; Croce & Hein 2020; Lee &
+#: Kim, ICCV 2023): full-gradient APGD and PGD and BPDA, each 100 iterations with EOT over 8 purifier draws per
+#: step, at every budget of the study, scored over 16 draws, with the masking checks (Square with 1000 queries
+#: of 4 fixed draws). It replaces ``attacks``, ``budgets``, ``draws`` and ``checks``; ``max_images`` and
+#: ``batch_size`` stay as set.
+STRONG_ATTACKS: tuple[AdaptiveSpec, ...] = (
+    AdaptiveSpec(name="full", algorithm="apgd", gradient="full", eot_samples=8, steps=100, checkpoint=True),
+    AdaptiveSpec(name="full_pgd", algorithm="pgd", gradient="full", eot_samples=8, steps=100, checkpoint=True),
+    AdaptiveSpec(name="bpda_eot", algorithm="pgd", gradient="bpda", eot_samples=8, steps=100, checkpoint=False),
+)
+STRONG_BUDGETS: tuple[int, ...] = (1, 2, 4, 8)
+STRONG_DRAWS = 16
+STRONG_CHECKS = AdaptiveChecks(max_images=8, square_queries=1000, square_eot_samples=4, large_budget_attack="full")
+
+
+@dataclass(frozen=True)
 class AdaptiveConfig:
     """Adaptive attacks on the defended system (purify -> restore), evaluated over stochastic draws.
 
-    Each attack is crafted through the purifier (BPDA: Athalye et al. 2018; EOT over the purifier's noise;
-    or full gradients through the reverse chain with checkpointing) on the first ``max_images`` test
-    images, for each restorer variant; then the defended system is run ``draws`` times with fresh seeds,
-    on these adversarial inputs and, for comparison, on the non-adaptive PGD set at the same budget.
-    The purifier runs at ``purify.t_star`` with ``purify``'s sampler.
+    Each attack is crafted through the purifier (BPDA: Athalye et al. 2018; or full gradients through the
+    reverse chain, optionally checkpointed; PGD or APGD, EOT over the purifier's noise) on the first
+    ``max_images`` test images, for each restorer variant; then the defended system is run ``draws`` times
+    with fresh seeds, on these adversarial inputs and, for comparison, on the non-adaptive PGD set at the
+    same budget: per image the mean over draws and the worst draw (DiffHammer, NeurIPS 2024, scores the
+    worst of N draws). ``checks`` tests the evaluation for gradient masking. The purifier runs at
+    ``purify.t_star`` with ``purify``'s sampler. ``strong: true`` swaps in the GPU protocol
+    (:data:`STRONG_ATTACKS`, :data:`STRONG_BUDGETS`, :data:`STRONG_DRAWS`, :data:`STRONG_CHECKS`).
     """
 
     enabled: bool = option(True, "Run the adaptive attacks (the defense's honest number).")
+    strong: bool = option(
+        False, "true: the full protocol for a GPU, replacing `attacks`, `budgets`, `draws` and `checks` (full-gradient "
+               "APGD and PGD and BPDA, 100 iterations, EOT 8, every budget, 16 draws, Square with 1000 queries); "
+               "e.g. `dvc exp run -S adaptive.strong=true`.")
     attacks: tuple[AdaptiveSpec, ...] = option(
-        (AdaptiveSpec(name="bpda_eot"), AdaptiveSpec(name="full", gradient="full", eot_samples=1, steps=5)),
-        "Adaptive attacks through the purifier.")
-    budgets: tuple[int, ...] = option((8,), "L-inf budgets, integers in [1, 256] (units of 1/256).")
-    max_images: int = option(8, "First N test images (the chain is costly on CPU).")
-    draws: int = option(4, "Runs of the stochastic defense: mean, worst of N draws, PSNR of the averaged output.")
+        (AdaptiveSpec(name="bpda_eot", algorithm="apgd", gradient="bpda", eot_samples=2, steps=10, checkpoint=False),
+         AdaptiveSpec(name="full", algorithm="apgd", gradient="full", eot_samples=2, steps=10, checkpoint=False)),
+        "Adaptive attacks through the purifier (the default: APGD, 10 iterations, EOT 2, with BPDA and with full "
+        "gradients; sized for a 2-core CPU, see `strong`).")
+    budgets: tuple[int, ...] = option(
+        (8,), "L-inf budgets, integers in [1, 256] (units of 1/256); the CPU default runs the largest of the study.")
+    max_images: int = option(4, "First N test images (the chain is costly on CPU).")
+    draws: int = option(8, "Runs of the stochastic defense: mean, worst of N draws, PSNR of the averaged output.")
     batch_size: int = option(8, "Images per batch.")
+    checks: AdaptiveChecks = option(factory=AdaptiveChecks, doc="Gradient-masking checks (`data/adaptive/checks.json`).")
+
+    def __post_init__(self) -> None:
+        if self.strong is True:
+            for key, value in (("attacks", STRONG_ATTACKS), ("budgets", STRONG_BUDGETS), ("draws", STRONG_DRAWS),
+                               ("checks", STRONG_CHECKS)):
+                object.__setattr__(self, key, value)
 
     def validate(self, where: str) -> None:
         positive(self, where, "max_images", "draws", "batch_size")
@@ -197,6 +277,21 @@ class AdaptiveConfig:
             raise ConfigError(f"{where}.attacks lists a name twice: {names}")
         for i, spec in enumerate(self.attacks):
             spec.validate(f"{where}.attacks[{i}]")
+        self.checks.validate(f"{where}.checks")
+        if self.enabled and self.checks.enabled and not self.attacks:
+            raise ConfigError(f"{where}.attacks must list at least one attack when {where}.checks.enabled is true "
+                              "(the checks compare the adaptive attacks)")
+        attack = self.checks.large_budget_attack
+        if attack is not None and attack not in names:
+            raise ConfigError(f"{where}.checks.large_budget_attack {attack!r} is not one of {where}.attacks "
+                              f"({', '.join(names)})")
+
+    def large_budget_spec(self) -> AdaptiveSpec | None:
+        """The attack of the large-budget check: ``checks.large_budget_attack``, else the first full-gradient
+        attack, else the first; None without attacks."""
+        if self.checks.large_budget_attack is not None:
+            return next((a for a in self.attacks if a.name == self.checks.large_budget_attack), None)
+        return next((a for a in self.attacks if a.gradient == "full"), self.attacks[0] if self.attacks else None)
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,11 @@ Ho et al. 2020; DDIM, Song et al. 2021; GDMP input guidance, Wang et al. 2022) i
 :class:`SamplerConfig` run by :func:`reverse_chain` (DiffPure, Nie et al. 2022); :meth:`DiffusionPurifier.purify`,
 :func:`purify_ddim` and :func:`guided_purify` are thin wrappers of it. The defended system (purify →
 restore, :class:`DefendedRestorer`, noise passed explicitly as a :class:`NoiseDraw`) and the attacks
-that see it (:class:`udcshield.defenses.adaptive.AdaptivePGD`: BPDA, EOT, full checkpointed gradients;
-Athalye et al. 2018) are what adaptive evaluation needs. ``AdaptivePGD`` and :func:`udcshield.defenses.eot.eot_loss_grad`
-are imported from their modules, not from this package, because they build on the attacks: a stage that
-only purifies does not depend on them.
+that see it (:mod:`udcshield.defenses.adaptive`: ``AdaptivePGD`` and ``AdaptiveAPGD`` with BPDA or full
+checkpointed gradients and EOT, Athalye et al. 2018; Croce & Hein 2020; and ``AdaptiveSquare``, black-box) are
+what adaptive evaluation needs. They and :func:`udcshield.defenses.eot.eot_loss_grad` are imported from their
+modules, not from this package, because they build on the attacks: a stage that only purifies does not depend
+on them.
 """
 
 from udcshield.defenses.purifier import DiffusionPurifier, load_purifier, save_purifier, strided_timesteps

@@ -29,7 +29,8 @@ import numpy as np
 import torch
 
 from udcshield.accel import AccelCache, accelerate_restorer_for
-from udcshield.attacks.base import project_linf, quantize_linf
+from udcshield.attacks.base import project_linf
+from udcshield.attacks.quantize import quantize_linf
 from udcshield.attacks.budget import budget_to_linf
 from udcshield.attacks.objectives import ClampedOutput
 from udcshield.attacks.registry import attack_constructor_eps, budget_mode, budget_radius, create_attack, threat_norm
@@ -87,7 +88,7 @@ def craft_images(model: torch.nn.Module, spec: AttackSpec, budget: int, inputs: 
 
     The attack raises the distortion of the output clamped to [0, 1] (``attack.output: clamped``, what PSNR
     scores) or of the raw output; with ``attack.quantize`` an L-inf set is rounded to 8-bit levels inside its
-    budget (:func:`udcshield.attacks.base.quantize_linf`). The cost counts iterations, forward-backward
+    budget (:func:`udcshield.attacks.quantize.quantize_linf`). The cost counts iterations, forward-backward
     passes, queries and seconds. Image ``i``'s random start
     comes from ``derive_seed(seed, 'attack/<set>', image_ids[i])``, so any subset (shard) of a set gets
     the same random starts as in the whole set. ``probe()`` gives the (inputs, targets) on which

@@ -134,7 +134,7 @@ STAGE = ReportStage(
          "self-contained report.html",
     params=("attack", "evaluate", "report", "adaptive", "train.models", "simulate.optics", "simulate.patch_size"),
     deps=("data/evaluate/records.csv", "data/evaluate/grid.zarr", "data/adaptive/records.csv",
-          "data/adaptive/metrics.json", "data/sweep/sweep.csv", "data/sweep/summary.md", "data/attack",
+          "data/adaptive/metrics.json", "data/adaptive/checks.json", "data/sweep/sweep.csv", "data/sweep/summary.md", "data/attack",
           "data/purify", "data/simulated", "data/restorers", "data/finetuned", "data/purifier"),
     outs=({"data/report": {"cache": False}},),
     gpu=False,

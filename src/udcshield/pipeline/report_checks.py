@@ -16,8 +16,10 @@ from udcshield.pipeline.names import CLEAN, DEFENSES, TRANSFER, model_label, res
 PASS, FAIL = "pass", "FAIL"
 
 
-def sanity_checks(params: Params, summary: dict[str, Any], attack_attrs: dict[str, dict]) -> list[dict[str, str]]:
-    """{check, status, detail} rows; status is ``pass`` or ``FAIL``."""
+def sanity_checks(params: Params, summary: dict[str, Any], attack_attrs: dict[str, dict],
+                  adaptive_checks: dict[str, Any] | None = None) -> list[dict[str, str]]:
+    """{check, status, detail} rows; status is ``pass`` or ``FAIL``. ``adaptive_checks``: the adaptive stage's
+    ``checks.json`` (gradient-masking checks on the defended system), one row per entry, when given."""
     rows = []
     for source in restorers(params):
         model = model_label(source)
@@ -28,6 +30,10 @@ def sanity_checks(params: Params, summary: dict[str, Any], attack_attrs: dict[st
                 rows.append({"check": f"{model} {defense}: PSNR non-increasing in budget ({spec.name})",
                              "status": PASS if ok else FAIL, "detail": " > ".join(f"{v:.2f}" for v in vals)})
         rows.extend(masking_checks(params, summary, model))
+    for c in (adaptive_checks or {}).get("checks", []):
+        rows.append({"check": f"{c['model']} purified {c['budget']}/256: {c['check']} (defended system, gradient "
+                              "masking flag)", "status": PASS if c["status"] == PASS else FAIL,
+                     "detail": c["explanation"]})
     for name, attrs in sorted(attack_attrs.items()):
         ok = attrs["norm_max"] <= attrs["eps"] * (1 + 1e-6)
         rows.append({"check": f"{name}: stored perturbation within budget", "status": PASS if ok else FAIL,

@@ -31,7 +31,7 @@ from udcshield.pipeline.grid import grid_attack, grid_conditions, read_grid
 from udcshield.pipeline.layout import Layout
 from udcshield.pipeline.names import (CLEAN, DEFENSES, TRANSFER, array_name, condition_label, conditions, model_label,
                                       restorers)
-from udcshield.pipeline.report_provenance import (adaptive_metrics_path, provenance, sweep_csv_path,
+from udcshield.pipeline.report_provenance import (adaptive_checks_path, adaptive_metrics_path, provenance, sweep_csv_path,
                                                   sweep_summary_path)
 from udcshield.pipeline.report_checks import sanity_checks
 from udcshield.pipeline.report_headline import headline
@@ -329,6 +329,8 @@ def build_report_data(params: Params, layout: Layout) -> dict[str, Any]:
                     for src, s, b in conditions(params)}
     path = adaptive_metrics_path(layout)
     adaptive_summary = json.loads(path.read_text()) if params.adaptive.enabled and path.is_file() else None
+    checks = adaptive_checks_path(layout)
+    adaptive_checks = json.loads(checks.read_text()) if params.adaptive.enabled and checks.is_file() else None
     report_dir = layout.report.parent
     return {
         "schema": SCHEMA, "title": TITLE, "captions": captions(params, n_images),
@@ -344,7 +346,7 @@ def build_report_data(params: Params, layout: Layout) -> dict[str, Any]:
         "transfer": transfer(params, summary),
         "sweep": sweep(layout),
         "attack_cost": attack_cost(attack_attrs),
-        "sanity_checks": sanity_checks(params, summary, attack_attrs),
+        "sanity_checks": sanity_checks(params, summary, attack_attrs, adaptive_checks),
         "figures": {"mask": (report_dir / "mask.png").as_posix(), "psf": (report_dir / "psf.png").as_posix(),
                     "html": (report_dir / "report.html").as_posix()},
         "paired": paired(params, records),

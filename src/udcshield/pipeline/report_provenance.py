@@ -20,6 +20,11 @@ from udcshield.store.provenance import code_version, input_digests, library_vers
 from udcshield.store.zarr_io import store_attrs
 
 
+def adaptive_checks_path(layout: Layout) -> Path:
+    """``<data root>/adaptive/checks.json``, the adaptive stage's gradient-masking checks."""
+    return layout.root / "adaptive" / "checks.json"
+
+
 def adaptive_metrics_path(layout: Layout) -> Path:
     """``<data root>/adaptive/metrics.json``, written by the adaptive stage."""
     return layout.root / "adaptive" / "metrics.json"
