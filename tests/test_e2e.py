@@ -35,7 +35,9 @@ def test_repro_produces_report_and_attacks_hurt(workspace):
     assert base["none"]["pgd_8"]["psnr"] < base["none"]["clean"]["psnr"] - 1.0
     for variant in ("resunet_tiny:base", "resunet_tiny:finetuned"):
         assert set(metrics[variant]) == {"none", "purified"}
-        assert set(metrics[variant]["purified"]) == {"clean", "pgd_2", "pgd_8", "fgsm_8"}
+        assert set(metrics[variant]["purified"]) == {"clean", "pgd_2", "pgd_8", "fgsm_8", "worst_case_2", "worst_case_8"}
+        assert base["none"]["worst_case_8"]["psnr"] <= base["none"]["pgd_8"]["psnr"]
+        assert isinstance(base["none"]["pgd_8"]["converged"], bool)
     for path in ("data/simulated/train.zarr", "data/attack/adversarial.zarr", "data/purify/purified.zarr",
                  "data/restorers/resunet_tiny/model.safetensors",
                  "data/evaluate/curves/pgd/resunet_tiny_base_none.csv", "data/report/psf.png", "dvc.lock"):

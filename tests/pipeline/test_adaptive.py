@@ -172,8 +172,9 @@ def test_disabled_checks_still_write_checks_json(base_layout, tmp_path):
     assert doc["enabled"] is False and doc["checks"] == [] and doc["status"] == "pass"
 
 
-def test_stage_declares_checks_json_as_a_metric():
-    assert {"data/adaptive/checks.json": {"cache": False}} in adaptive.STAGE.metrics
+def test_stage_declares_checks_json_as_an_uncached_output():
+    """An output, not a DVC metric: it holds statuses and explanations, not only numbers."""
+    assert {"data/adaptive/checks.json": {"cache": False}} in adaptive.STAGE.outs
 
 
 # ------------------------------------------------------------------------------------------ params
