@@ -50,6 +50,14 @@ def _check_defended(defended: Any, attack: str, gradients: bool) -> DefendedRest
     return defended
 
 
+
+def record_defended_cost(atk: Any, passes: int) -> None:
+    """Add the defended system's cost to ``atk.last_cost``: ``defended_passes`` (forward passes through
+    purify -> restore), ``purifier_evals`` (UNet calls of the reverse chain in them) and ``eot_samples``."""
+    atk.last_cost["defended_passes"] = passes
+    atk.last_cost["purifier_evals"] = passes * atk.defended.evaluations_per_forward
+    atk.last_cost["eot_samples"] = atk.eot_samples
+
 class DefendedEOT:
     """Mixin for an :class:`~udcshield.attacks.base.ImageAttack` on a :class:`DefendedRestorer`: EOT with
     explicit, per-call noise draws (Athalye et al. 2018).
@@ -100,9 +108,7 @@ class DefendedEOT:
         finally:
             self._draws = None
         # cost: the defended model counts nothing; every forward pass took one draw from ``draws``
-        self.last_cost["defended_passes"] = draws.used
-        self.last_cost["purifier_evals"] = draws.used * self.defended.evaluations_per_forward
-        self.last_cost["eot_samples"] = self.eot_samples
+        record_defended_cost(self, draws.used)
         return adv
 
     def get_logits(self, inputs: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
@@ -286,9 +292,7 @@ class AdaptiveSquare(Square):
             adv = super().forward(inputs, targets, seed_list)
         finally:
             self._noise = None
-        self.last_cost["defended_passes"] = self._passes
-        self.last_cost["purifier_evals"] = self._passes * self.defended.evaluations_per_forward
-        self.last_cost["eot_samples"] = self.eot_samples
+        record_defended_cost(self, self._passes)
         return adv
 
     def get_logits(self, inputs: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
