@@ -50,13 +50,13 @@ def _check_defended(defended: Any, attack: str, gradients: bool) -> DefendedRest
     return defended
 
 
-
 def record_defended_cost(atk: Any, passes: int) -> None:
     """Add the defended system's cost to ``atk.last_cost``: ``defended_passes`` (forward passes through
     purify -> restore), ``purifier_evals`` (UNet calls of the reverse chain in them) and ``eot_samples``."""
     atk.last_cost["defended_passes"] = passes
     atk.last_cost["purifier_evals"] = passes * atk.defended.evaluations_per_forward
     atk.last_cost["eot_samples"] = atk.eot_samples
+
 
 class DefendedEOT:
     """Mixin for an :class:`~udcshield.attacks.base.ImageAttack` on a :class:`DefendedRestorer`: EOT with
