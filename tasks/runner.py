@@ -10,9 +10,12 @@ loaded (restorers, purifier, training sets). Progress (images done, rate, ETA) i
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
 import os
 import re
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -64,6 +67,31 @@ def dask_runner(runner: RunnerConfig) -> TaskRunner:
         return DaskTaskRunner(address=address)
     return DaskTaskRunner(cluster_kwargs={"n_workers": runner.n_workers, "threads_per_worker": runner.threads_per_worker,
                                           "processes": runner.processes, "dashboard_address": None})
+
+
+#: Loggers of the Dask cluster, muted while it is torn down after a failed unit.
+TEARDOWN_LOGGERS = ("distributed", "tornado")
+
+
+@contextlib.contextmanager
+def muted_teardown() -> Iterator[Callable[[], None]]:
+    """Yields ``mute()``: called when a unit has failed, it silences :data:`TEARDOWN_LOGGERS` until the
+    block ends, so that closing a LocalCluster with units in flight (closed-stream tracebacks from the
+    scheduler's comms) does not bury the one error line. Levels are restored on exit."""
+    saved: dict[logging.Logger, int] = {}
+
+    def mute() -> None:
+        names = [name for name in logging.root.manager.loggerDict
+                 if name.split(".")[0] in TEARDOWN_LOGGERS] + list(TEARDOWN_LOGGERS)
+        for logger in map(logging.getLogger, names):  # children with a level of their own too
+            saved.setdefault(logger, logger.level)
+            logger.setLevel(logging.CRITICAL + 1)
+
+    try:
+        yield mute
+    finally:
+        for logger, level in saved.items():
+            logger.setLevel(level)
 
 
 @task(name="plan", task_run_name="plan-{stage}", **TASK_OPTIONS)
@@ -119,12 +147,17 @@ def run_stage_tasks(stage_name: str, ctx: StageContext) -> dict[str, Any]:
 
     if use_dask:
         resources = None
-        with dask_runner(ctx.params.runner) as runner:
-            futures = [runner.submit(tagged(unit), {"stage": stage_name, "ctx": ctx, "unit": unit}) for unit in units]
-            by_id = {id(f): u for f, u in zip(futures, units)}
-            for future in as_completed(futures):
-                done(by_id[id(future)], future.result())
-            results = [future.result() for future in futures]
+        with muted_teardown() as mute, dask_runner(ctx.params.runner) as runner:
+            try:
+                futures = [runner.submit(tagged(unit), {"stage": stage_name, "ctx": ctx, "unit": unit})
+                           for unit in units]
+                by_id = {id(f): u for f, u in zip(futures, units)}
+                for future in as_completed(futures):
+                    done(by_id[id(future)], future.result())
+                results = [future.result() for future in futures]
+            except BaseException:
+                mute()  # the cluster now closes with units still running: its comms' tracebacks are noise
+                raise
     else:
         resources = (prepare_task.with_options(tags=[]) if cpu_only else prepare_task)(stage_name, ctx)
         results = []

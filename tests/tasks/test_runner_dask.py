@@ -68,3 +68,36 @@ def test_an_error_on_a_worker_process_is_one_line(tmp_path):
     line = f"udcshield: error in stage attack: [Errno 20] Not a directory: '{tmp_path / 'afile' / 'cache' / 'attack'}'"
     assert logs.rstrip().splitlines()[-1] == line, logs[-3000:]
     assert logs.count("Not a directory") == 1 and "Traceback" not in logs and "| ERROR" not in logs, logs[-3000:]
+
+
+def test_muted_teardown_silences_the_cluster_loggers_after_a_failure_and_restores_them():
+    """After ``mute()`` the closed-stream tracebacks that a LocalCluster logs while it closes with units in
+    flight (``distributed.batched`` at INFO with exc_info; ``tornado.application``, whose level dask sets)
+    are dropped; before it, and after the block, they are logged as usual."""
+    import logging
+
+    from tasks.runner import muted_teardown
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            kept.append(record.getMessage())
+
+    kept, keep = [], Keep(logging.DEBUG)
+    batched, tornado_app = logging.getLogger("distributed.batched"), logging.getLogger("tornado.application")
+    batched.setLevel(logging.INFO)
+    tornado_app.setLevel(logging.ERROR)
+    batched.addHandler(keep)
+    tornado_app.addHandler(keep)
+    with muted_teardown() as mute:
+        batched.info("before the failure")
+        mute()
+        try:
+            raise OSError("Stream is closed")
+        except OSError:
+            batched.info("Batched Comm Closed", exc_info=True)
+            tornado_app.error("Exception in callback", exc_info=True)
+    batched.info("after the block")
+    batched.removeHandler(keep)
+    tornado_app.removeHandler(keep)
+    assert kept == ["before the failure", "after the block"]
+    assert tornado_app.level == logging.ERROR and batched.level == logging.INFO
