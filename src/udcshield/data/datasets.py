@@ -3,10 +3,24 @@
 Supported layouts (``root`` is the dataset folder; ``<split>`` is e.g. ``train`` / ``test``):
 
 * ``"discnet_synth"`` -- SYNTH of Feng et al., "Removing Diffraction Image Artifacts in Under-Display
-  Camera via Dynamic Skip Connection Network" (DISCNet), CVPR 2021: ``root/<split>/input/*.npy`` and
-  ``root/<split>/GT/*.npy``, linear HDR float arrays H x W x 3 (800 x 800 in the release), paired by file
-  name; PSFs optionally in ``root/PSF/*.npy`` (see :func:`load_psf_bank`). Both sides are clipped at
-  ``saturation`` (500) and tone-mapped by v / (v + knee) (knee 0.25), the DISCNet convention.
+  Camera via Dynamic Skip Connection Network" (DISCNet), CVPR 2021, in one of two layouts:
+
+  - the release as it ships (``root`` holds ``synthetic_data/GT``; read by
+    :mod:`udcshield.data.discnet_release`): ground truth only, ``synthetic_data/GT/{train,test}/*.npy``
+    (linear HDR 800 x 800 x 3), nine PSFs ``PSF/ZTE_new/ZTE_new_psf_<k>.npy`` (k = 1..9) and their 5-D
+    PCA codes ``PSF/kernel_code/ZTE_new_code_<k>.npy``. Inputs are simulated from the PSFs as the
+    release's ``data_simulation.py`` does (zero-pad 200 px, per-channel FFT convolution, crop back, clip at
+    500), or read from ``synthetic_data/input/ZTE_new_<k>/<split>/*.npy`` where those folders exist. Every
+    image of a split is paired with each of the nine PSFs (train and test alike, as the release's
+    configs), giving 9 pairs per image tagged with ``psf_index`` k - 1 and the release's ``kernel_code``;
+    ids ``"<stem>/psf<k - 1>/<j:03d>"``, crop seeds ``derive_seed(seed, f"dataset/{split}",
+    f"{stem}/psf<k - 1>")``; ``max_images`` counts ground-truth images.
+  - a pre-paired folder: ``root/<split>/input/*.npy`` and ``root/<split>/GT/*.npy``, linear HDR float
+    arrays H x W x 3, paired by file name; PSFs optionally in ``root/PSF/*.npy`` (see
+    :func:`load_psf_bank`).
+
+  Both sides are clipped at ``saturation`` (500) and tone-mapped by v / (v + knee) (knee 0.25), the
+  DISCNet convention.
 * ``"mipi"`` -- MIPI 2022 UDC challenge (image restoration for UDC, built on the SYNTH pipeline):
   ``root/<split>/input/*.npy`` and ``root/<split>/GT/*.npy``. Assumed to be the same linear-HDR
   H x W x 3 format as SYNTH and treated identically (clip at ``saturation``, tone map). Splits whose
@@ -29,7 +43,8 @@ otherwise ``patches_per_image`` aligned random crops are cut from both sides wit
 split and file stem -- not on the file order or on which other files are present. Image ids are
 ``"<stem>/<k>"`` with ``k`` as three digits (``"0001/000"``), like the simulator's ids.
 
-``psf_index`` is -1 for every pair: a real dataset does not say which PSF made each image.
+``psf_index`` is -1 and ``kernel_code`` all zeros ((N, 5)) for every pair of the other layouts: such a
+dataset does not say which PSF made each image (the DISCNet release layout above does).
 
 Ground-truth photos for simulation (layout ``"folder"``) are read by :func:`load_ground_truth_folder`,
 not by :func:`load_dataset`.
@@ -43,9 +58,11 @@ from pathlib import Path
 
 import numpy as np
 
+from udcshield.data.discnet_release import is_release_layout, load_release_split, release_psfs
 from udcshield.data.readers import mat_keys as _mat_keys
 from udcshield.data.readers import read_linear_image, read_mat_arrays, read_npy_image, read_png, reject_exr
 from udcshield.data.simulate import SimulatedSplit
+from udcshield.physics.psf_codes import DEFAULT_CODE_DIM
 from udcshield.physics.tonemap import tonemap
 from udcshield.seeding import derive_seed
 
@@ -268,7 +285,10 @@ def load_dataset(
 
     Returns:
         :class:`SimulatedSplit`: inputs / targets (N, 3, P, P) (or (N, 3, H, W)) float32 in [0, 1], image
-        ids ``"<stem>/<k:03d>"`` in sorted stem order, psf_index all -1 (unknown).
+        ids ``"<stem>/<k:03d>"`` in sorted stem order, psf_index all -1 (unknown), kernel_code (N, 5)
+        zeros. The DISCNet release layout returns 9 pairs per image instead, ids
+        ``"<stem>/psf<k>/<j:03d>"``, psf_index 0..8 and the release's kernel codes
+        (:func:`udcshield.data.discnet_release.load_release_split`).
 
     Raises:
         FileNotFoundError: missing root, split or sub-folder, or no data files.
@@ -295,6 +315,9 @@ def load_dataset(
     k = _positive(knee, "knee")
     sat = _positive(saturation, "saturation")
 
+    if layout == "discnet_synth" and is_release_layout(root):
+        return load_release_split(root, split, patch_size=patch_size, patches_per_image=patches_per_image,
+                                  seed=seed, knee=k, saturation=sat, max_images=max_images)
     split_dir = _split_dir(Path(root), split)
     to_net: Callable[[np.ndarray], np.ndarray]
     if layout in _HDR_LAYOUTS:
@@ -348,7 +371,8 @@ def load_dataset(
     inputs = np.concatenate(ins, axis=0)
     targets = np.concatenate(tgs, axis=0)
     psf_index = np.full(len(ids), -1, dtype=np.int64)
-    return SimulatedSplit(inputs=inputs, targets=targets, image_ids=ids, psf_index=psf_index)
+    return SimulatedSplit(inputs=inputs, targets=targets, image_ids=ids, psf_index=psf_index,
+                          kernel_code=np.zeros((len(ids), DEFAULT_CODE_DIM), dtype=np.float32))
 
 
 def load_ground_truth_folder(
@@ -382,10 +406,14 @@ def load_ground_truth_folder(
 
 
 def load_psf_bank(root: str | Path) -> np.ndarray:
-    """Read the PSFs of a DISCNet SYNTH dataset (``root/PSF/*.npy``, Feng et al., CVPR 2021).
+    """Read the PSFs of a DISCNet SYNTH dataset (Feng et al., CVPR 2021).
 
-    Each file holds one PSF (h, w, 3) / (3, h, w) or a stack (K, h, w, 3) / (K, 3, h, w); files are read
-    in sorted name order and must share h x w. Each channel is normalised to unit sum.
+    ``root/PSF/*.npy``: each file holds one PSF (h, w, 3) / (3, h, w) or a stack (K, h, w, 3) /
+    (K, 3, h, w); files are read in sorted name order and must share h x w. When ``root/PSF`` holds no
+    ``.npy`` file but the release's ``root/PSF/ZTE_new`` folder, its nine PSFs
+    ``ZTE_new_psf_<k>.npy`` are read in k order (k = 1..9, so entry k - 1 is PSF k, matching the
+    release reader's ``psf_index``; see :func:`udcshield.data.discnet_release.release_psfs`). Each
+    channel is normalised to unit sum.
 
     Returns:
         (K, 3, h, w) float64, >= 0, each (k, c) slice summing to 1. The simulator additionally needs
@@ -397,6 +425,9 @@ def load_psf_bank(root: str | Path) -> np.ndarray:
     """
     folder = _find_dir(Path(root), ("PSF",), "PSF folder")
     files = _files(folder, (".npy",))
+    if not files and any(d.name.lower() == "zte_new" for d in _subdirs(folder)):
+        bank = release_psfs(root)
+        return bank / bank.sum(axis=(2, 3), keepdims=True)
     if not files:
         raise FileNotFoundError(f"no .npy PSF files in {folder}")
     bank: list[np.ndarray] = []

@@ -20,6 +20,7 @@ import numpy as np
 from udcshield.data.sources import EMBEDDED_PHOTOS, load_photo, load_photo_file, rescale_image
 from udcshield.physics.formation import NOISE_KINDS, degrade
 from udcshield.physics.hdr import pseudo_hdr
+from udcshield.physics.psf_codes import DEFAULT_CODE_DIM, psf_pca_codes
 from udcshield.physics.tonemap import srgb_to_linear, tonemap
 from udcshield.seeding import numpy_rng
 
@@ -34,13 +35,17 @@ class SimulatedSplit:
     inputs: (N, 3, P, P) float32 in [0, 1], tone-mapped degraded images (what a restorer sees).
     targets: (N, 3, P, P) float32 in [0, 1], tone-mapped scene clipped at the saturation level.
     image_ids: N ids "<photo>/<patch index, 3 digits>", e.g. "chelsea/003".
-    psf_index: (N,) int64, which PSF of the bank blurred each patch.
+    psf_index: (N,) int64, which PSF of the bank blurred each patch (-1: unknown, real datasets).
+    kernel_code: (N, D) float32, the DISCNet kernel code (PCA code, D = 5) of each patch's PSF
+        (:func:`udcshield.physics.psf_codes.psf_pca_codes`, or the codes a dataset ships); all zeros
+        where the PSF is unknown. Default: an empty (0, 5) array, for callers that do not set it.
     """
 
     inputs: np.ndarray
     targets: np.ndarray
     image_ids: list[str] = field(default_factory=list)
     psf_index: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    kernel_code: np.ndarray = field(default_factory=lambda: np.zeros((0, DEFAULT_CODE_DIM), dtype=np.float32))
 
     def __len__(self) -> int:
         return int(self.inputs.shape[0])
@@ -89,6 +94,7 @@ def simulate_split(
     noise: str,
     knee: float = 0.25,
     noise_params: dict | None = None,
+    kernel_codes: np.ndarray | None = None,
 ) -> SimulatedSplit:
     """Simulate ``patches_per_image`` patch pairs from each photo.
 
@@ -102,9 +108,13 @@ def simulate_split(
         saturation: clip level > 0 (DISCNet: 500). transmission: float or (3,) vector in (0, 1].
         noise: "none" or "poisson_gaussian". knee: tone-map knee > 0.
         noise_params: optional full_well_e / read_noise_e / white_level for the noise model.
+        kernel_codes: (K, D) codes of the bank's PSFs, one row per bank entry; default (None):
+            :func:`udcshield.physics.psf_codes.psf_pca_codes` of the bank (D = 5). Computing them draws
+            no random numbers, so inputs, targets and psf_index do not depend on this argument.
 
     Returns:
-        :class:`SimulatedSplit` with N = len(photo_names) * patches_per_image pairs in photo order.
+        :class:`SimulatedSplit` with N = len(photo_names) * patches_per_image pairs in photo order;
+        ``kernel_code[i] = kernel_codes[psf_index[i]]`` (float32).
     """
     if isinstance(photo_names, str) or not photo_names:
         raise ValueError(f"photo_names must be a non-empty list of names, got {photo_names!r}")
@@ -129,6 +139,10 @@ def simulate_split(
         if unknown:
             raise ValueError(f"hdr has unknown keys {unknown}; allowed: {list(_HDR_KEYS)}")
         hdr_kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in hdr.items()}
+    codes = psf_pca_codes(bank) if kernel_codes is None else np.asarray(kernel_codes, dtype=np.float32)
+    if codes.ndim != 2 or codes.shape[0] != bank.shape[0] or not np.all(np.isfinite(codes)):
+        raise ValueError(f"kernel_codes must be a finite ({bank.shape[0]}, D) array (one row per PSF of the bank), "
+                         f"got shape {codes.shape}")
     noise_kwargs = dict(noise_params or {})
     unknown = sorted(set(noise_kwargs) - set(_NOISE_KEYS))
     if unknown:
@@ -168,4 +182,5 @@ def simulate_split(
             psf_index[row] = k
             ids.append(image_id)
             row += 1
-    return SimulatedSplit(inputs=inputs, targets=targets, image_ids=ids, psf_index=psf_index)
+    return SimulatedSplit(inputs=inputs, targets=targets, image_ids=ids, psf_index=psf_index,
+                          kernel_code=codes[psf_index].astype(np.float32))

@@ -1,11 +1,18 @@
 """Stage ``simulate``: photos -> pseudo-HDR scenes -> display-diffraction PSF -> paired zarr stores
 (or a real paired UDC dataset read into the same stores; see ``SimulateConfig.source``).
 
-Outputs (under ``layout.simulated``): ``psf.zarr`` (bank K x 3 x s x s, unit sum per channel, and
-2 x 2 display unit cells ``mask``),
+Outputs (under ``layout.simulated``): ``psf.zarr`` (bank K x 3 x s x s, unit sum per channel, its
+DISCNet kernel codes ``codes`` K x 5 float32, and 2 x 2 display unit cells ``mask``),
 ``train.zarr`` and ``test.zarr`` (``inputs``/``targets`` N x 3 x P x P float32 tone-mapped in [0, 1],
-``psf_index``). Train and test are split by source photo. Data convention after DISCNet (Feng et al.,
-CVPR 2021): clip at the saturation level, tone-map both sides with v / (v + 0.25).
+``psf_index`` N int32 and ``kernel_code`` N x 5 float32, the code of each pair's PSF). Train and test are
+split by source photo. Data convention after DISCNet (Feng et al., CVPR 2021): clip at the saturation
+level, tone-map both sides with v / (v + 0.25).
+
+Kernel codes: for simulated data (``embedded``, ``folder``), the PCA codes of the bank
+(:func:`udcshield.physics.psf_codes.psf_pca_codes`), ``kernel_code[i] = codes[psf_index[i]]``; for the
+DISCNet release layout, the codes it ships (``PSF/kernel_code``). Real datasets that do not say which PSF
+made an image (MIPI, Zhou, pre-paired DISCNet folders) have ``psf_index`` -1 and all-zero ``kernel_code``;
+their ``codes`` in psf.zarr are still the PCA codes of the bank stored beside them.
 """
 
 from __future__ import annotations
@@ -17,10 +24,12 @@ import numpy as np
 
 from udcshield.config import OpticsConfig, Params, SimulateConfig, to_dict
 from udcshield.data.datasets import _split_dir, load_dataset, load_psf_bank
+from udcshield.data.discnet_release import is_release_layout, release_codes, release_folders
 from udcshield.data.simulate import SimulatedSplit, simulate_split
 from udcshield.data.sources import EMBEDDED_PHOTOS
 from udcshield.physics.masks import display_mask, load_user_mask
 from udcshield.physics.psf import compute_psf, psf_bank
+from udcshield.physics.psf_codes import DEFAULT_CODE_DIM, psf_pca_codes
 from udcshield.physics.spectral import load_sensor_response, spectral_psf
 from udcshield.pipeline.layout import Layout
 from udcshield.pipeline.runner import run_stage
@@ -66,6 +75,15 @@ def dataset_psf_bank(cfg: SimulateConfig, seed: int) -> np.ndarray:
     return make_psf_bank(cfg.optics, seed)
 
 
+def _release(cfg: SimulateConfig) -> bool:
+    return cfg.source == "discnet_synth" and is_release_layout(cfg.dataset_root or "")
+
+
+def bank_codes(cfg: SimulateConfig, psfs: np.ndarray) -> np.ndarray:
+    """Kernel codes of the stored PSF bank, (K, 5) float32: the DISCNet release's own, else PCA codes."""
+    return release_codes(cfg.dataset_root or "") if _release(cfg) else psf_pca_codes(psfs, DEFAULT_CODE_DIM)
+
+
 def unit_cell(optics: OpticsConfig, samples: int = 84) -> np.ndarray:
     """Four display unit cells (2 x 2), ``samples`` per pitch, for the report: (2s, 2s) in [0, 1]."""
     step = optics.pitch_um / samples
@@ -109,8 +127,14 @@ def source_digests(cfg: SimulateConfig, split: str) -> list[dict[str, str]]:
 
     Embedded photos: SHA-256 of the decoded pixels (``array_sha256`` of ``skimage.data.<name>()``), as the
     wheel's file layout may change; photo files: SHA-256 of the file; paired datasets: ``tree_sha256`` of
-    the split folder (every file in it).
+    the split folder (every file in it); the DISCNet release layout: ``tree_sha256`` of each folder read
+    (ground truth of the split, ``PSF/ZTE_new``, ``PSF/kernel_code``, pre-simulated input folders), with
+    the path below ``dataset_root`` as id.
     """
+    if _release(cfg):
+        root = Path(cfg.dataset_root or "")
+        return [{"id": f.relative_to(root).as_posix(), "origin": f.as_posix(), "sha256": tree_sha256(f)}
+                for f in release_folders(root, split)]
     if cfg.source in PAIRED_SOURCES:
         folder = _split_dir(Path(cfg.dataset_root or ""), split)
         return [{"id": folder.name, "origin": folder.as_posix(), "sha256": tree_sha256(folder)}]
@@ -135,6 +159,15 @@ def optics_files(optics: OpticsConfig) -> dict[str, str]:
     return {role: path for role, path in files.items() if path}
 
 
+def _pair_codes(data: SimulatedSplit) -> np.ndarray:
+    """(N, D) float32 kernel codes of a split; zeros (N, 5) when the split carries none."""
+    codes = np.asarray(data.kernel_code, dtype=np.float32)
+    n = int(data.inputs.shape[0])
+    if codes.ndim != 2 or codes.shape[0] != n:
+        return np.zeros((n, DEFAULT_CODE_DIM), dtype=np.float32)
+    return codes
+
+
 def write_outputs(layout: Layout, params: Params, psfs: np.ndarray, splits: dict[str, SimulatedSplit]) -> dict[str, Any]:
     """Write psf.zarr, train.zarr and test.zarr atomically with provenance; return a summary."""
     section = to_dict(params.simulate)
@@ -146,6 +179,8 @@ def write_outputs(layout: Layout, params: Params, psfs: np.ndarray, splits: dict
                                                               "sensor_pitch_um": optics.sensor_pitch_um})
         w.add_array("mask", unit_cell(optics).astype(np.float32),
                     attrs={"axes": "Y,X", "kind": optics.mask, "extent_um": 2 * optics.pitch_um})
+        w.add_array("codes", bank_codes(params.simulate, psfs).astype(np.float32),
+                    attrs={"axes": "K,D", "role": "DISCNet kernel code (PCA) of each PSF"})
     summary: dict[str, Any] = {"psf_shape": list(psfs.shape)}
     for split, data in splits.items():
         attrs = make_provenance(STAGE_NAME, section, seeds=seeds, inputs={"psf": layout.psf_store},
@@ -156,6 +191,8 @@ def write_outputs(layout: Layout, params: Params, psfs: np.ndarray, splits: dict
             w.add_images("inputs", data.inputs, attrs={"role": "UDC-degraded input"})
             w.add_images("targets", data.targets, attrs={"role": "ground truth"})
             w.add_array("psf_index", np.asarray(data.psf_index, dtype=np.int32))
+            w.add_array("kernel_code", _pair_codes(data),
+                        attrs={"axes": "N,D", "role": "kernel code of each pair's PSF"})
         summary[split] = {"n": int(data.inputs.shape[0]), "shape": list(data.inputs.shape[1:])}
     return summary
 
