@@ -282,6 +282,8 @@ ROWS: tuple[Row, ...] = (
             ("universal_steps", "attacks.universal:universal_perturbation", _atk("universal", steps=0), "steps must"),
             ("universal_lr", "attacks.universal:universal_perturbation", _atk("universal", lr=0.0), "lr must"),
             ("attack_budget", BUDGET, _attacks({"name": "pgd", "budgets": [300]}), "in [1, 256]"),
+            ("cw_l2_budget", "attacks.budget:constructor_eps", _attacks({"name": "cw_l2", "budgets": [8]}),
+             "takes only budget 256", "attack.attacks[0].budgets"),
             ("attack_eps", "attacks.base:check_eps", _attacks({"name": "pgd", "budgets": [512]}), "eps must lie in",
              lambda p: check_eps(p.attack.attacks[0].budgets[0] / 256)),
             ("attack_reference", "attacks.base:ImageAttack.__init__", _s("attack", reference="mean"), "reference must"),

@@ -28,14 +28,14 @@ SHAPES = [(3, 32, 32), (3, 256, 256), (3, 17, 9), (1, 1, 1)]
 EXPECTED = {"fgsm": ("linf", "radius"), "pgd": ("linf", "radius"), "bim": ("linf", "radius"),
             "apgd": ("linf", "radius"), "apgd_l2": ("l2", "radius"),
             "mifgsm": ("linf", "radius"), "lpips_pgd": ("linf", "radius"), "pgd_l2": ("l2", "radius"),
-            "cw": ("linf", "projected"), "simba": ("linf", "radius"), "square": ("linf", "radius"),
+            "cw": ("linf", "projected"), "cw_l2": ("l2", "unbounded"), "simba": ("linf", "radius"), "square": ("linf", "radius"),
             "universal": ("linf", "radius")}
 
 
 def legacy_budget_eps(name: str, budget: int, image_shape: tuple[int, ...]) -> float:
     """The attack stage's conversion before the threat models were declared by the attacks (frozen copy)."""
     eps = budget / 256.0
-    if name in ("pgd_l2", "apgd_l2"):  # apgd_l2 came later, with the same L2 convention as pgd_l2
+    if name in ("pgd_l2", "apgd_l2", "cw_l2"):  # later L2 attacks share pgd_l2's convention
         return eps * math.sqrt(math.prod(image_shape))
     return eps
 
@@ -72,6 +72,17 @@ def test_cw_objective_is_l2_but_its_threat_model_is_the_projected_linf_ball():
     assert budget_radius("cw", 8, (3, 32, 32)) == 8 / 256
 
 
+def test_cw_l2_is_the_unbounded_minimum_norm_attack_at_the_one_budget_256():
+    cw_l2 = attack_class("cw_l2")
+    assert (cw_l2.threat_norm, cw_l2.budget_mode) == ("l2", "unbounded")
+    assert attack_constructor_eps("cw_l2", 256, (3, 32, 32)) is None
+    assert budget_radius("cw_l2", 256, (3, 32, 32)) == math.sqrt(3 * 32 * 32)  # holds every delta in [-1, 1]^n
+    with pytest.raises(ValueError, match="takes only budget 256"):
+        attack_constructor_eps("cw_l2", 8, (3, 32, 32))
+    from udcshield.attacks.budget import budget_label
+    assert (budget_label(8), budget_label(256)) == ("8/256", "unbounded")
+
+
 @pytest.mark.parametrize("shape", SHAPES)
 def test_radius_is_bit_identical_to_the_stage_conversion(shape):
     current = stage_budget_eps()
@@ -82,6 +93,10 @@ def test_radius_is_bit_identical_to_the_stage_conversion(shape):
             assert bits(radius) == bits(legacy_budget_eps(name, budget, shape)), (name, budget)
             if current is not None:
                 assert bits(radius) == bits(current(name, budget, shape)), (name, budget)
+            if budget_mode(name) == "unbounded" and budget != BUDGET_UNIT:
+                with pytest.raises(ValueError, match="takes only budget 256"):
+                    attack_constructor_eps(name, budget, shape)
+                continue
             ctor = attack_constructor_eps(name, budget, shape)
             if budget_mode(name) == "radius":
                 assert ctor is not None and bits(ctor) == bits(radius)
@@ -132,6 +147,8 @@ def test_a_bad_declaration_is_refused_at_class_creation():
 def test_constructor_eps_builds_every_radius_attack_at_its_radius():
     shape = (3, 8, 8)
     for name in list_attacks():
+        if budget_mode(name) != "radius":
+            continue
         eps = attack_constructor_eps(name, 4, shape)
         if eps is None:
             continue

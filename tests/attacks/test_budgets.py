@@ -27,7 +27,7 @@ def small_net() -> nn.Module:
 
 
 def test_every_attack_is_covered():
-    assert set(list_attacks()) == set(LINF) | {"pgd_l2", "apgd_l2", "cw"}
+    assert set(list_attacks()) == set(LINF) | {"pgd_l2", "apgd_l2", "cw", "cw_l2"}
 
 
 @pytest.mark.parametrize("name", sorted(LINF))

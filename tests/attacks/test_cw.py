@@ -88,3 +88,32 @@ def test_registry_and_validation():
                      ({"objective": "targeted_mse"}, "objective")]:
         with pytest.raises(ValueError, match=name):
             CW(nn.Identity(), **kw)
+
+
+def test_cw_l2_is_cw_unclipped_and_the_stage_reports_its_realised_l2():
+    """``cw_l2`` runs C&W unbounded (budget 256, nothing projected) and records its realised L2 norm;
+    ``cw`` at 1/256 is the same search clipped to the L-inf ball, so it distorts less."""
+    import numpy as np
+
+    from tests.shard_workspace import sharded_params
+    from udcshield.attacks import CWL2
+    from udcshield.config import AttackSpec, params_from_dict
+    from udcshield.pipeline.attack import craft
+
+    model, x = nn.Identity(), mid_images(2, 3, 12)
+    t = x + 0.02
+    kwargs = {"steps": 30, "tau_db": 3.0, "binary_search_steps": 4}
+    ref = CW(model, **kwargs)(x, t)
+    params = params_from_dict(sharded_params())
+    ids = ["a", "b"]
+    adv, attrs = craft(model, AttackSpec("cw_l2", (256,), kwargs), 256, x, t, ids, params, "m/base", torch.device("cpu"))
+    torch.testing.assert_close(torch.from_numpy(adv), ref, rtol=0, atol=0)  # the same search, not projected
+    l2 = (torch.from_numpy(adv).double() - x.double()).flatten(1).norm(dim=1)
+    assert attrs["norm"] == "l2" and attrs["budget"] == 256 and attrs["eps"] == math.sqrt(3 * 12 * 12)
+    assert attrs["l2_mean"] == pytest.approx(float(l2.mean()), rel=1e-6) and attrs["linf_max"] > 1 / 256
+    clipped, c_attrs = craft(model, AttackSpec("cw", (1,), kwargs), 1, x, t, ids, params, "m/base",
+                             torch.device("cpu"))
+    assert c_attrs["norm"] == "linf" and c_attrs["linf_max"] <= 1 / 256
+    with torch.no_grad():
+        assert bool((distortion(torch.from_numpy(clipped), t) < distortion(torch.from_numpy(adv), t)).all())
+    assert issubclass(CWL2, CW) and np.isfinite(attrs["l2_mean"])

@@ -6,7 +6,7 @@ from udcshield.attacks import FGSM, PGD, create_attack, list_attacks
 
 
 def test_create_and_list():
-    assert list_attacks() == ["apgd", "apgd_l2", "bim", "cw", "fgsm", "lpips_pgd", "mifgsm", "pgd", "pgd_l2", "simba",
+    assert list_attacks() == ["apgd", "apgd_l2", "bim", "cw", "cw_l2", "fgsm", "lpips_pgd", "mifgsm", "pgd", "pgd_l2", "simba",
                               "square"]
     model = nn.Identity()
     atk = create_attack("pgd", model, eps=2 / 256, steps=3)

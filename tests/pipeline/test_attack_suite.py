@@ -24,6 +24,7 @@ SUITE = [
     {"name": "apgd", "budgets": [4], "kwargs": {"steps": 4, "restarts": 2}},
     {"name": "apgd_l2", "budgets": [4], "kwargs": {"steps": 4}},
     {"name": "cw", "budgets": [4], "kwargs": {"binary_search_steps": 2, "steps": 5}},
+    {"name": "cw_l2", "budgets": [256], "kwargs": {"binary_search_steps": 2, "steps": 5, "c": 1000.0}},
     {"name": "simba", "budgets": [4], "kwargs": {"max_queries": 40}},
     {"name": "square", "budgets": [4], "kwargs": {"max_queries": 20}},
     {"name": "universal", "budgets": [4], "kwargs": {"steps": 3, "lr": 0.005}},
@@ -49,14 +50,18 @@ def stage_output(tmp_path_factory):
 @pytest.mark.parametrize("spec", SUITE, ids=[s["name"] for s in SUITE])
 def test_each_attack_is_stored_within_budget(stage_output, spec):
     _, layout, summary = stage_output
-    name = f"resunet_tiny/base/{spec['name']}/4"
+    budget = spec["budgets"][0]
+    name = f"resunet_tiny/base/{spec['name']}/{budget}"
     adv = read_images(layout.adversarial, name, verify=True)
     clean = load_pairs(layout.test_store)[0].numpy()
     delta = (adv - clean).reshape(adv.shape[0], -1)
     attrs = store_attrs(layout.adversarial, name)
-    assert attrs["cost"]["seconds"] >= 0 and summary[name]["budget"] == 4
+    assert attrs["cost"]["seconds"] >= 0 and summary[name]["budget"] == budget
     assert adv.min() >= 0 and adv.max() <= 1
-    if spec["name"] in ("pgd_l2", "apgd_l2"):
+    if spec["name"] == "cw_l2":  # unbounded: nothing projected, the realised L2 norm recorded
+        l2 = np.linalg.norm((adv.astype(np.float64) - clean).reshape(adv.shape[0], -1), axis=1)
+        assert attrs["norm"] == "l2" and attrs["l2_mean"] == pytest.approx(l2.mean(), rel=1e-5)
+    elif spec["name"] in ("pgd_l2", "apgd_l2"):
         eps = 4 / 256 * math.sqrt(np.prod(adv.shape[1:]))
         assert np.linalg.norm(delta.astype(np.float64), axis=1).max() <= eps * (1 + 1e-6)
     else:

@@ -29,7 +29,7 @@ from udcshield.pipeline.summary import means
 SRC = Path(__file__).resolve().parents[2] / "src" / "udcshield"
 STAGES = {"simulate", "train", "train_purifier", "finetune", "attack", "purify", "sweep", "adaptive", "evaluate"}
 KEYS = {"schema", "title", "captions", "setup", "robustness", "worst_cases", "curves", "grid", "adaptive", "transfer",
-        "sweep", "attack_cost", "sanity_checks", "figures", "provenance", "paired", "headline"}
+        "sweep", "attack_cost", "sanity_checks", "figures", "provenance", "paired", "headline", "minimum_norm"}
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,8 @@ def test_both_views_show_the_same_table_cells(built):
     md = layout.report.read_text()
     html = report.html_path(layout).read_text()
     rob = data["robustness"]
-    assert [c["label"] for c in rob["conditions"]] == ["clean", "pgd 2/256", "pgd 8/256", "fgsm 8/256"]
+    assert [c["label"] for c in rob["conditions"]] == ["clean", "pgd 2/256", "pgd 8/256", "fgsm 8/256",
+                                                          "cw_l2 unbounded"]
     for table in rob["tables"]:
         ident = f"robustness-{table['model']}-{table['metric']}".replace("_", "-")
         body = html.split(f'id="{ident}"')[1].split("</table>")[0]
@@ -145,6 +146,30 @@ def test_repro_artifact_renders_the_report_sections(built):
     assert all(s in artifact for s in sections) and "| resunet_tiny:base | none |" in artifact
 
 
+def test_the_unbounded_cw_row_reports_its_realised_l2_in_both_views(built):
+    """C&W-L2 runs unbounded (budget 256, labelled so), outside the worst-case suite and the budget curves, and
+    its own row gives the realised L2 norm of the stored set, its RMS level and the PSNR with its interval."""
+    _, layout, _, data = built
+    from udcshield.store.zarr_io import read_images, store_attrs
+
+    rows = data["minimum_norm"]
+    assert [r["set"] for r in rows] == ["resunet_tiny/base/cw_l2/256", "resunet_tiny/finetuned/cw_l2/256"]
+    for r in rows:
+        adv = read_images(layout.adversarial, r["set"]).astype(np.float64)
+        clean = read_images(layout.test_store, "inputs").astype(np.float64)
+        l2 = np.linalg.norm((adv - clean).reshape(len(adv), -1), axis=1)
+        assert r["l2_mean"] == pytest.approx(l2.mean(), rel=1e-5)
+        assert r["rms_256"] == pytest.approx(l2.mean() / np.sqrt(adv[0].size) * 256, rel=1e-5)
+        assert r["settings"] == {"binary_search_steps": 2, "steps": 2, "tau_db": 1.0, "confidence": 0.0}
+        assert r["images"] == 4 and r["successes"] == store_attrs(layout.adversarial, r["set"])["cost"]["successes"]
+        assert set(r["psnr"]) == {"none", "purified"} and r["psnr"]["none"]["ci"] is not None
+    md, html = layout.report.read_text(), report.html_path(layout).read_text()
+    assert "## Minimum-norm attacks (C&W-L2, unbounded)" in md and 'id="minimum-norm"' in html
+    assert f"{rows[0]['rms_256']:.2f}/256" in md and f"{rows[0]['rms_256']:.2f}/256" in html
+    assert "cw_l2 unbounded" in md and all(c["attack"] != "cw_l2" for c in data["curves"])
+    assert all("cw_l2" not in (cell or {}).get("per_attack", {}) for r in data["headline"]["rows"] for cell in r["cells"])
+
+
 def test_worst_cases_and_adaptive_cells_carry_their_intervals(built):
     params, layout, _, data = built
     summary = means(read_records_csv(layout.records), params.seed)
@@ -168,7 +193,7 @@ def test_paired_comparisons_in_the_built_report(built):
     params, layout, _, data = built
     p = data["paired"]
     assert (p["metric"], p["level"], p["resamples"], p["seed"]) == ("psnr", 0.95, 2000, params.seed)
-    conds = ["clean", "pgd_2", "pgd_8", "fgsm_8"]
+    conds = ["clean", "pgd_2", "pgd_8", "fgsm_8", "cw_l2_256"]
     names = ["purified vs undefended", "fine-tuned vs base", "purified + fine-tuned vs purified"]
     assert [(r["condition"], r["comparison"]) for r in p["rows"]] == [(c, n) for c in conds for n in names]
     records = read_records_csv(layout.records)
@@ -188,7 +213,7 @@ def test_paired_comparisons_in_the_built_report(built):
     md = layout.report.read_text()
     html = report.html_path(layout).read_text()
     assert "## Paired comparisons (PSNR dB, 95 % bootstrap intervals)" in md and 'id="paired"' in html
-    assert md.count("not distinguishable at 95 %") + md.count(" higher than ") == 12
+    assert md.count("not distinguishable at 95 %") + md.count(" higher than ") == 3 * len(conds)
 
 
 def hand_records(seed: int = 0) -> list[dict]:

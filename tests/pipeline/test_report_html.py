@@ -99,7 +99,8 @@ def test_worst_case_csv_and_table_rows(built):
     assert all(float(r["psnr"]) > 0 for r in rows)
     table = out["table"]
     assert len(table) == 4 and table[0]["restorer"] == "resunet_tiny/base"
-    assert set(table[0]) == {"restorer", "defense", "clean", "pgd 2/256", "pgd 8/256", "fgsm 8/256"}
+    assert set(table[0]) == {"restorer", "defense", "clean", "pgd 2/256", "pgd 8/256", "fgsm 8/256",
+                              "cw_l2 unbounded"}
     assert re.fullmatch(r"\d+\.\d\d / \d\.\d{3}", table[0]["clean"])
 
 

@@ -19,7 +19,7 @@ from udcshield.attacks.base import ImageAttack, check_images, project_linf, repr
 from udcshield.attacks.quantize import quantize_linf
 from udcshield.attacks.bim import BIM
 from udcshield.attacks.budget import BUDGET_UNIT, budget_to_linf, check_budget
-from udcshield.attacks.cw import CW
+from udcshield.attacks.cw import CW, CWL2
 from udcshield.attacks.fgsm import FGSM
 from udcshield.attacks.lpips import LPIPS
 from udcshield.attacks.lpips_attack import LPIPSPGD
@@ -51,6 +51,7 @@ __all__ = [
     "BIM",
     "BUDGET_UNIT",
     "CW",
+    "CWL2",
     "FGSM",
     "LPIPS",
     "LPIPSPGD",

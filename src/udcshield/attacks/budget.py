@@ -12,7 +12,10 @@ function-style universal perturbation, :mod:`udcshield.attacks.universal`):
 ``budget_mode``
     how the budget reaches the attack: ``"radius"`` (the radius is the constructor's ``eps``) or
     ``"projected"`` (a minimum-norm attack such as C&W-L2, Carlini & Wagner 2017, has no radius argument;
-    its result is projected onto the ``threat_norm`` ball of the budget afterwards).
+    its result is projected onto the ``threat_norm`` ball of the budget afterwards), or ``"unbounded"`` (a
+    minimum-norm attack reported as it is, with its realised norm: C&W-L2 as Carlini & Wagner 2017 and the
+    study run it). An unbounded attack takes the one budget :data:`UNBOUNDED_BUDGET` = 256, whose ball
+    holds the whole [0, 1] image domain in either norm, so nothing is projected.
 
 :data:`BUDGET_UNIT` is the one place the number 256 lives. This module works on a declared (threat_norm,
 budget_mode) pair and imports no attack; the lookups by attack name (:func:`udcshield.attacks.registry.threat_model`,
@@ -34,7 +37,16 @@ THREAT_NORMS: tuple[str, ...] = (LINF, L2)
 
 RADIUS = "radius"
 PROJECTED = "projected"
-BUDGET_MODES: tuple[str, ...] = (RADIUS, PROJECTED)
+UNBOUNDED = "unbounded"
+BUDGET_MODES: tuple[str, ...] = (RADIUS, PROJECTED, UNBOUNDED)
+
+UNBOUNDED_BUDGET = BUDGET_UNIT
+"""The budget of an unbounded attack: radius 1 in L-inf (sqrt(C H W) in L2) contains every image in [0, 1]."""
+
+
+def budget_label(budget: int) -> str:
+    """How a budget is written in tables: ``"8/256"``; ``"unbounded"`` for :data:`UNBOUNDED_BUDGET`."""
+    return "unbounded" if int(budget) == UNBOUNDED_BUDGET else f"{int(budget)}/{BUDGET_UNIT}"
 
 
 def check_budget(budget: object) -> int:
@@ -84,9 +96,13 @@ def radius(norm: str, budget: int, image_shape: tuple[int, ...]) -> float:
 
 def constructor_eps(norm: str, mode: str, budget: int, image_shape: tuple[int, ...]) -> float | None:
     """The ``eps`` to construct an attack declaring (``norm``, ``mode``) with at ``budget``; None for a
-    "projected" attack (C&W), whose result is projected onto the ball of radius :func:`radius` instead."""
+    "projected" attack (C&W clipped to L-inf), whose result is projected onto the ball of radius
+    :func:`radius` instead, and for an "unbounded" one (C&W-L2), which takes only :data:`UNBOUNDED_BUDGET`."""
     check_threat_model("constructor_eps", norm, mode)
-    if mode == PROJECTED:
+    if mode == UNBOUNDED and check_budget(budget) != UNBOUNDED_BUDGET:
+        raise ValueError(f"an unbounded (minimum-norm) attack takes only budget {UNBOUNDED_BUDGET} (the whole "
+                         f"[0, 1] domain), got {budget}")
+    if mode in (PROJECTED, UNBOUNDED):
         check_budget(budget)
         check_image_shape(image_shape)
         return None

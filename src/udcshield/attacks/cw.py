@@ -10,7 +10,7 @@ from torch import nn
 
 from udcshield.attacks.base import ImageAttack, check_float, check_int
 from udcshield.attacks.bim import _forced_random_start
-from udcshield.attacks.budget import BUDGET_UNIT, LINF, PROJECTED
+from udcshield.attacks.budget import BUDGET_UNIT, L2, LINF, PROJECTED, UNBOUNDED
 from udcshield.attacks.objectives import UNTARGETED, distortion
 
 _C_UPPER = 1e10  # C&W's "no successful constant yet" sentinel
@@ -43,9 +43,10 @@ class CW(ImageAttack):
     c > C*H*W for an identity restorer); the x10 search from c = 1e-2 reaches them in a few steps.
 
     Threat model: the objective, and ``norm``, are L2, but C&W is a minimum-norm attack with no radius
-    argument. A budget reaches it afterwards: the caller projects the result onto the L-infinity ball of
-    the budget (:func:`udcshield.attacks.project_linf`), so ``threat_norm = "linf"`` and
-    ``budget_mode = "projected"`` (:mod:`udcshield.attacks.budget`).
+    argument. Registered as ``cw`` it is the *L-infinity-clipped* variant: the caller projects the result
+    onto the L-infinity ball of the budget (:func:`udcshield.attacks.project_linf`), so
+    ``threat_norm = "linf"`` and ``budget_mode = "projected"`` (:mod:`udcshield.attacks.budget`); report it
+    as clipped. :class:`CWL2` (``cw_l2``) is the attack as published, unbounded.
 
     Args:
         model: image-to-image module, B x 3 x H x W float32 in [0, 1] -> same shape.
@@ -182,3 +183,18 @@ class CW(ImageAttack):
         self._cost["successes"] = int(found.sum())
         self._cost["mean_l2"] = float(self.last_l2.mean())
         return adv
+
+
+class CWL2(CW):
+    """C&W-L2 as published and as the study runs it (9 binary-search steps, confidence 0): a minimum-norm
+    attack in L2, not clipped to any ball (Carlini & Wagner, IEEE S&P 2017; Song et al., arXiv 2402.13629).
+
+    Same algorithm and arguments as :class:`CW`; only the threat model differs: ``threat_norm = "l2"`` and
+    ``budget_mode = "unbounded"``, so the stage runs it at the one budget 256 (a ball holding the whole
+    [0, 1] domain) and reports the realised L2 norm (``last_l2``, the set's ``l2_mean``) beside the PSNR.
+    The PSNR it reaches is set by the success rule (``tau_db`` below the clean PSNR), the norm it needed
+    is the measurement.
+    """
+
+    threat_norm: ClassVar[str] = L2
+    budget_mode: ClassVar[str] = UNBOUNDED

@@ -2,7 +2,8 @@
 
 Built-in attacks on restorers (Song et al., arXiv 2402.13629), all untargeted by default: "fgsm" (Goodfellow
 et al. 2015), "pgd" (Madry et al. 2018), "apgd" and "apgd_l2" (Auto-PGD, Croce & Hein 2020), "bim" (Kurakin et
-al. 2017), "mifgsm" (Dong et al. 2018), "pgd_l2" (Madry et al. 2018, L2), "cw" (Carlini & Wagner 2017, L2),
+al. 2017), "mifgsm" (Dong et al. 2018), "pgd_l2" (Madry et al. 2018, L2), "cw" (Carlini & Wagner 2017, L2 minimum-norm, clipped to the
+L-inf budget) and "cw_l2" (the same, unbounded, with its realised L2 norm),
 "lpips_pgd" (PGD on LPIPS, Zhang et al. 2018), and the black-box "simba" (Guo et al. 2019) and "square"
 (Andriushchenko et al. 2020). Universal perturbations and transfer attacks are functions
 (:mod:`udcshield.attacks.universal`, :mod:`udcshield.attacks.transfer`), not registry entries.
@@ -25,8 +26,8 @@ import udcshield.attacks.universal as universal
 from udcshield.attacks.apgd import APGD, APGDL2
 from udcshield.attacks.base import ImageAttack
 from udcshield.attacks.bim import BIM
-from udcshield.attacks.budget import check_threat_model, constructor_eps, radius
-from udcshield.attacks.cw import CW
+from udcshield.attacks.budget import PROJECTED, budget_label, check_threat_model, constructor_eps, radius
+from udcshield.attacks.cw import CW, CWL2
 from udcshield.attacks.fgsm import FGSM
 from udcshield.attacks.lpips_attack import LPIPSPGD
 from udcshield.attacks.mifgsm import MIFGSM
@@ -59,6 +60,7 @@ register_attack("bim")(BIM)
 register_attack("mifgsm")(MIFGSM)
 register_attack("pgd_l2")(PGDL2)
 register_attack("cw")(CW)
+register_attack("cw_l2")(CWL2)
 register_attack("lpips_pgd")(LPIPSPGD)
 register_attack("simba")(SimBA)
 register_attack("square")(Square)
@@ -142,5 +144,17 @@ def budget_radius(name: str, budget: int, image_shape: tuple[int, ...]) -> float
 
 def attack_constructor_eps(name: str, budget: int, image_shape: tuple[int, ...]) -> float | None:
     """The ``eps`` to construct attack ``name`` with at ``budget``; None for a "projected" attack (C&W),
-    whose result is projected onto the ball of radius :func:`budget_radius` instead."""
+    whose result is projected onto the ball of radius :func:`budget_radius` instead, and for an "unbounded"
+    one (C&W-L2, budget 256 only)."""
     return constructor_eps(*threat_model(name), budget, image_shape)
+
+
+def attack_label(name: str, budget: int) -> str:
+    """Table label of attack ``name`` at ``budget``: ``"pgd 8/256"``; a projected minimum-norm attack is
+    labelled as clipped (``"cw (L-inf-clipped) 8/256"``), an unbounded one by its budget (``"cw_l2 unbounded"``).
+    Unknown names (e.g. transfer cells ``pgd@other/base``) are written as given."""
+    try:
+        clipped = budget_mode(name) == PROJECTED
+    except ValueError:
+        clipped = False
+    return f"{name}{' (L-inf-clipped)' if clipped else ''} {budget_label(budget)}"

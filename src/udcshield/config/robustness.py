@@ -41,8 +41,9 @@ class AttackSpec:
     """One attack at several budgets (integers, units of 1/256 of the [0, 1] domain).
 
     The budget is the L-inf radius eps = budget / 256 for every attack except ``pgd_l2`` and ``apgd_l2``,
-    whose L2 radius is the same RMS level, eps_2 = budget / 256 * sqrt(3 H W), and ``cw`` (minimum-norm),
-    whose result is projected onto the L-inf ball afterwards. ``kwargs`` go to the attack's constructor (e.g.
+    whose L2 radius is the same RMS level, eps_2 = budget / 256 * sqrt(3 H W), ``cw`` (minimum-norm),
+    whose result is projected onto the L-inf ball afterwards, and ``cw_l2`` (the same, unbounded: budget 256
+    only, reported with its realised L2 norm). ``kwargs`` go to the attack's constructor (e.g.
     ``steps``, ``random_start``, ``max_queries``); for ``universal`` to
     :func:`udcshield.attacks.universal.universal_perturbation` (``steps``, ``lr``, ``batch_size``).
     """
@@ -85,9 +86,11 @@ class AttackConfig:
     attacks: tuple[AttackSpec, ...] = option(
         (AttackSpec(name="pgd", kwargs={"steps": 20, "random_start": True}),
          AttackSpec(name="apgd", kwargs={"steps": 100, "restarts": 1}),
-         AttackSpec(name="square", budgets=(8,), kwargs={"max_queries": 200}), AttackSpec(name="fgsm")),
+         AttackSpec(name="square", budgets=(8,), kwargs={"max_queries": 200}), AttackSpec(name="fgsm"),
+         AttackSpec(name="cw_l2", budgets=(256,),
+                    kwargs={"binary_search_steps": 9, "steps": 20, "c": 1000.0, "tau_db": 10.0})),
         "Attacks, each at its budgets (the default: PGD-Linf, 20 iterations, random start; APGD, 100 iterations; "
-        "Square, 200 queries at 8/256; FGSM).")
+        "Square, 200 queries at 8/256; FGSM; C&W-L2 unbounded, 9 binary-search steps of 20, for a 10 dB drop).")
     objective: Literal["mse", "l1"] = option("mse", "Distortion of the restored output that the attacks raise.")
     reference: Literal["target", "clean_output"] = option(
         "target", "What the distortion is measured against: the ground truth (strongest for PSNR) or the "

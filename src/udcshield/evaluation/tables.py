@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from udcshield.attacks.budget import budget_label as attack_budget_label
 from udcshield.evaluation.records import Record, validate_record
 
 
@@ -61,8 +62,8 @@ def summary_table(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 
 def budget_label(budget: int) -> str:
-    """Column label of a budget in 1/256 units: 0 -> "clean", 8 -> "8/256"."""
-    return "clean" if budget == 0 else f"{budget}/256"
+    """Column label of a budget in 1/256 units: 0 -> "clean", 8 -> "8/256", 256 -> "unbounded"."""
+    return "clean" if budget == 0 else attack_budget_label(budget)
 
 
 def markdown_table(records: Iterable[Mapping[str, Any]], metric: str = "psnr", decimals: int = 2) -> str:
@@ -163,9 +164,10 @@ def paired_statement(row: Mapping[str, Any]) -> str:
 
 
 def cond_label(cond: str) -> str:
-    """Condition key -> column label: ``pgd_8`` -> ``pgd 8/256``; ``clean`` (or any other key) stays."""
+    """Condition key -> column label: ``pgd_8`` -> ``pgd 8/256``, ``cw_l2_256`` -> ``cw_l2 unbounded``;
+    ``clean`` (or any other key) stays."""
     name, _, budget = cond.rpartition("_")
-    return f"{name} {budget}/256" if name and budget.isdigit() else cond
+    return f"{name} {attack_budget_label(int(budget))}" if name and budget.isdigit() else cond
 
 
 # ------------------------------------------------------------------------------------- purifier sweep table

@@ -131,6 +131,8 @@ def _per_image(model, spec, budget, inputs, targets, image_ids, params, stage, d
         adv = atk(inputs[s].to(device), targets[s].to(device), seeds=seeds).detach().float().cpu()
         for key in ("iterations", "forward_backward", "queries"):  # counted only for batches that completed
             cost[key] += int(atk.last_cost.get(key, 0))
+        if "successes" in atk.last_cost:  # a minimum-norm attack: images that met its success rule
+            cost["successes"] = cost.get("successes", 0) + int(atk.last_cost["successes"])
         history = add_history(history, history_sums(atk))
         return adv
 

@@ -24,7 +24,9 @@ from typing import Any
 import torch
 
 from udcshield.attacks.base import ImageAttack
+from udcshield.attacks.budget import RADIUS
 from udcshield.attacks.registry import attack_kwargs as accepted_kwargs
+from udcshield.attacks.registry import budget_mode
 from udcshield.config import AttackSpec
 from udcshield.evaluation.metrics import psnr
 
@@ -33,10 +35,13 @@ __all__ = ["add_history", "convergence_record", "history_sums", "mean_objective"
 
 def probe_spec(spec: AttackSpec, atk: ImageAttack) -> AttackSpec | None:
     """The probe's spec: ``spec`` with twice ``atk.steps`` and, where the attack takes restarts and starts
-    at random, one more restart; None when the attack has no ``steps`` (one-step or query attacks) or is
-    the universal perturbation."""
+    at random, one more restart; None when the attack has no ``steps`` (one-step or query attacks), is
+    the universal perturbation, or is a minimum-norm attack (C&W): its PSNR is fixed by its success rule,
+    and what more steps change is the norm it needs, reported as the set's realised L2."""
     steps = getattr(atk, "steps", None)
     if spec.name == "universal" or isinstance(steps, bool) or not isinstance(steps, int):
+        return None
+    if budget_mode(spec.name) != RADIUS:
         return None
     kwargs = {**spec.kwargs, "steps": 2 * steps}
     if "restarts" in accepted_kwargs(spec.name) and getattr(atk, "random_start", False):

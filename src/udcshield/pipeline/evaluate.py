@@ -23,6 +23,8 @@ from typing import Any
 
 import torch
 
+from udcshield.attacks.budget import UNBOUNDED
+from udcshield.attacks.registry import budget_mode
 from udcshield.config import Params
 from udcshield.evaluation.metrics import psnr, ssim
 from udcshield.evaluation.records import write_records_csv
@@ -113,9 +115,12 @@ def write_outputs(params: Params, layout: Layout, records: list[dict[str, Any]])
 
 
 def curves(params: Params, summary: dict[str, Any]) -> dict[tuple[str, str], list[dict[str, Any]]]:
-    """Per (attack, ``<model>_<variant>_<defense>``): rows {budget, psnr, ssim}; budget 0 = clean."""
+    """Per (attack, ``<model>_<variant>_<defense>``): rows {budget, psnr, ssim}; budget 0 = clean. An unbounded
+    attack (``cw_l2``, one budget) has no curve."""
     out = {}
     for spec in params.attack.attacks:
+        if budget_mode(spec.name) == UNBOUNDED:
+            continue
         for source in restorers(params):
             for defense in DEFENSES:
                 cond = summary[model_label(source)][defense]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from udcshield.attacks.budget import budget_label
 from udcshield.config import Params
 from udcshield.pipeline.names import CLEAN, DEFENSES, TRANSFER, model_label, restorers
 
@@ -31,14 +32,14 @@ def sanity_checks(params: Params, summary: dict[str, Any], attack_attrs: dict[st
                              "status": PASS if ok else FAIL, "detail": " > ".join(f"{v:.2f}" for v in vals)})
         rows.extend(masking_checks(params, summary, model))
     for c in (adaptive_checks or {}).get("checks", []):
-        rows.append({"check": f"{c['model']} purified {c['budget']}/256: {c['check']} (defended system, gradient "
+        rows.append({"check": f"{c['model']} purified {budget_label(c['budget'])}: {c['check']} (defended system, gradient "
                               "masking flag)", "status": PASS if c["status"] == PASS else FAIL,
                      "detail": c["explanation"]})
     for name, attrs in sorted(attack_attrs.items()):
         ok = attrs["norm_max"] <= attrs["eps"] * (1 + 1e-6)
         rows.append({"check": f"{name}: stored perturbation within budget", "status": PASS if ok else FAIL,
                      "detail": f"max {attrs['norm']} norm {attrs['norm_max']:.6g} <= {attrs['eps']:.6g} "
-                               f"({attrs['budget']}/256)"})
+                               f"({budget_label(attrs['budget'])})"})
     return rows
 
 
@@ -60,7 +61,7 @@ def masking_checks(params: Params, summary: dict[str, Any], model: str) -> list[
         if not strong:
             continue
         best = min(strong, key=lambda a: (strong[a], a))
-        rows.append({"check": f"{model}: white-box {best} at least as strong as {name} at {budget}/256 "
+        rows.append({"check": f"{model}: white-box {best} at least as strong as {name} at {budget_label(int(budget))} "
                               "(gradient masking flag)",
                      "status": FAIL if strong[best] - values["psnr"] > 0.05 else PASS,
                      "detail": f"{best} {strong[best]:.2f} vs {name} {values['psnr']:.2f} dB"})

@@ -22,6 +22,8 @@ from typing import Any
 
 import torch
 
+from udcshield.attacks.budget import UNBOUNDED
+from udcshield.attacks.registry import attack_label, budget_mode
 from udcshield.config import Params
 from udcshield.evaluation.metrics import psnr
 from udcshield.evaluation.records import read_records_csv
@@ -35,6 +37,7 @@ from udcshield.pipeline.report_provenance import (adaptive_checks_path, adaptive
                                                   sweep_summary_path)
 from udcshield.pipeline.report_checks import sanity_checks
 from udcshield.pipeline.report_headline import headline
+from udcshield.pipeline.report_minnorm import minimum_norm
 from udcshield.pipeline.worst_case import attach_convergence
 from udcshield.pipeline.summary import interval, means
 from udcshield.store.zarr_io import read_images, store_attrs
@@ -60,7 +63,7 @@ def robustness(params: Params, summary: dict[str, Any]) -> dict[str, Any]:
     """Per model and metric: one row per (restorer variant, defense) with the mean over the test images for
     clean and each attack x budget (``summary``: :func:`udcshield.pipeline.summary.means`), ``intervals``: the
     95 % interval [low, high] of each (None where absent); ``worst``: the lowest attacked value of the row."""
-    conds = [{"key": CLEAN, "label": CLEAN}] + [{"key": f"{a}_{b}", "label": f"{a} {b}/256"}
+    conds = [{"key": CLEAN, "label": CLEAN}] + [{"key": f"{a}_{b}", "label": attack_label(a, b)}
                                                  for a, b in attacked_conditions(params)]
     tables = []
     for spec in params.train.models:
@@ -144,9 +147,12 @@ def worst_cases(params: Params, summary: dict[str, Any], adaptive_summary: dict[
 
 
 def curves(params: Params, summary: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per attack: metric vs budget (0 = clean), one line per restorer variant x defense."""
+    """Per attack: metric vs budget (0 = clean), one line per restorer variant x defense; none for an unbounded
+    attack (``cw_l2``, one budget)."""
     out = []
     for spec in params.attack.attacks:
+        if budget_mode(spec.name) == UNBOUNDED:
+            continue
         budgets = [0, *sorted(spec.budgets)]
         lines = []
         for source in restorers(params):
@@ -219,7 +225,7 @@ def paired(params: Params, records: list[dict[str, Any]], metric: str = "psnr") 
         if r["metric"] == metric and TRANSFER not in r["attack"]:
             cells[(r["model"], r["defense"], condition_label(r["attack"], r["budget"]))].append(
                 (r["image_id"], r["value"]))
-    conds = [(CLEAN, CLEAN)] + [(f"{a}_{b}", f"{a} {b}/256") for a, b in attacked_conditions(params)]
+    conds = [(CLEAN, CLEAN)] + [(f"{a}_{b}", attack_label(a, b)) for a, b in attacked_conditions(params)]
     rows = []
     for spec in params.train.models:
         for cond, cond_text in conds:
@@ -346,6 +352,7 @@ def build_report_data(params: Params, layout: Layout) -> dict[str, Any]:
         "transfer": transfer(params, summary),
         "sweep": sweep(layout),
         "attack_cost": attack_cost(attack_attrs),
+        "minimum_norm": minimum_norm(params, summary, attack_attrs, n_images),
         "sanity_checks": sanity_checks(params, summary, attack_attrs, adaptive_checks),
         "figures": {"mask": (report_dir / "mask.png").as_posix(), "psf": (report_dir / "psf.png").as_posix(),
                     "html": (report_dir / "report.html").as_posix()},

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from udcshield.attacks.registry import attack_label
 from udcshield.evaluation.figures import (
     Curve,
     budget_curves_png,
@@ -51,7 +52,7 @@ def grid_png(data: Data, layout: Layout, panel: Mapping[str, Any]) -> bytes:
     targets = read_images(layout.test_store, "targets", rows=slice(0, len(g["image_ids"])))
     inputs = read_grid(layout, source, "none", CLEAN, "input")
     adv = read_grid(layout, source, "none", cond, "input")
-    adv_title = f"adversarial ({g['attack']} {g['budget']}/256)"
+    adv_title = f"adversarial ({attack_label(g['attack'], g['budget'])})"
     defended = panel["defended_title"]
     cols = [("ground truth", targets), ("UDC input", inputs), (adv_title, adv),
             (f"perturbation x{0.5 / eps:.0f}", perturbation_view(adv, inputs, eps)),

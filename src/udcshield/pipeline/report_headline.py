@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from udcshield.attacks.budget import budget_label
 from udcshield.config import Params
 from udcshield.evaluation import html as H
 from udcshield.evaluation.tables import ci_text
@@ -101,7 +102,7 @@ def headline_lines(data: Mapping[str, Any]) -> list[str]:
              "|---|---|---|---:|---|---:|"]
     for r in h["rows"]:
         for budget, cell in zip(h["budgets"], r["cells"]):
-            lines.append(f"| {r['model']} | {r['defense']} | {budget}/256 | {_cell_text(cell)} | "
+            lines.append(f"| {r['model']} | {r['defense']} | {budget_label(budget)} | {_cell_text(cell)} | "
                          f"{_members_text(cell)} | {_adaptive_text(cell)} |")
     return lines + [""]
 
@@ -116,7 +117,7 @@ def headline_section(data: Mapping[str, Any]) -> H.Section | None:
         for budget, cell in zip(h["budgets"], r["cells"]):
             worst: H.Cell = (_cell_text(cell), "bad") if cell is not None and cell["converged"] is False \
                 else _cell_text(cell)
-            rows.append([r["source"], r["defense"], f"{budget}/256", worst, _members_text(cell), _adaptive_text(cell)])
+            rows.append([r["source"], r["defense"], budget_label(budget), worst, _members_text(cell), _adaptive_text(cell)])
     header = ["restorer", "defense", "budget", "worst case", "members", "adaptive, worst of N"]
     body = H.paragraph(headline_intro(data)) + H.table(header, rows, table_id="headline")
     return H.Section("headline", "Headline: per-image worst case over the attack suite", body)

@@ -11,9 +11,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from udcshield.attacks.budget import budget_label
 from udcshield.evaluation import html as H
 from udcshield.evaluation.tables import ci_text, cond_label
 from udcshield.pipeline.report_headline import headline_section
+from udcshield.pipeline.report_minnorm import minimum_norm_section
 from udcshield.pipeline.report_markdown import PAIRED_HEADER, adaptive_cell, paired_cells, paired_intro
 
 Data = Mapping[str, Any]
@@ -90,7 +92,7 @@ def grids_section(data: Data, figures: Figures) -> H.Section:
     """Image grids for the first ``report.grid_images`` test images, one per restorer variant."""
     g = data["grid"]
     figs = "".join(H.figure(figures[f"grid/{p['source']}"], f"image grid {p['source']}",
-                            f"{p['source']}: {g['attack']} at {g['budget']}/256 crafted on this restorer; perturbation "
+                            f"{p['source']}: {g['attack']} at {budget_label(g['budget'])} crafted on this restorer; perturbation "
                             "mid-grey = 0, black/white = -/+ the budget; PSNR against the ground truth.", width=1150)
                    for p in g["panels"])
     intro = H.paragraph(f"The first {len(g['image_ids'])} test images (ids {', '.join(g['image_ids'])}).")
@@ -108,7 +110,7 @@ def adaptive_section(data: Data) -> H.Section:
     for r in a["rows"]:
         cells: list[H.Cell] = [None if c is None else adaptive_cell(c, r["defense"])
                                for c in (r["clean"], r["pgd"], *r["adaptive"])]
-        rows.append([r["source"], r["label"], f"{r['budget']}/256", *cells])
+        rows.append([r["source"], r["label"], budget_label(r["budget"]), *cells])
     intro = H.paragraph(
         f"PSNR (dB) on the first {a['max_images']} test images. Purified cells: mean over {a['draws']} draws / "
         f"worst draw / PSNR of the averaged output. Adaptive: PGD through the purifier "
@@ -139,7 +141,7 @@ def transfer_section(data: Data) -> H.Section | None:
     if not data["transfer"]:
         return None
     parts = [H.table(["crafted on \\ evaluated on", *t["sources"]], [[r["surrogate"], *r["psnr"]] for r in t["rows"]],
-                     caption=f"{t['attack']} at {t['budget']}/256, PSNR (dB)") for t in data["transfer"]]
+                     caption=f"{t['attack']} at {budget_label(t['budget'])}, PSNR (dB)") for t in data["transfer"]]
     return H.Section("transfer", "Transfer between restorers", "".join(parts))
 
 
@@ -205,7 +207,8 @@ def provenance_footer(data: Data) -> str:
 
 def render_html(data: Data, figures: Figures) -> str:
     """The self-contained HTML report (one string; every image an embedded PNG from ``figures``)."""
-    sections = [headline_section(data), summary_section(data, figures), tables_section(data), paired_section(data),
+    sections = [headline_section(data), summary_section(data, figures), tables_section(data),
+                minimum_norm_section(data), paired_section(data),
                 curves_section(data, figures), grids_section(data, figures), adaptive_section(data),
                 transfer_section(data), sweep_section(data), cost_section(data), optics_section(data, figures),
                 checks_section(data)]

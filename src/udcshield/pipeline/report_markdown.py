@@ -10,8 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from udcshield.attacks.budget import budget_label
 from udcshield.evaluation.tables import ci_text, paired_statement, signed_db, sweep_markdown
 from udcshield.pipeline.report_headline import headline_lines
+from udcshield.pipeline.report_minnorm import minimum_norm_lines
 from udcshield.pipeline.summary import interval
 
 Data = Mapping[str, Any]
@@ -89,7 +91,7 @@ def adaptive_lines(data: Data) -> list[str]:
              "|---|---|---|---|---|" + "---|" * len(names)]
     for r in a["rows"]:
         cells = [adaptive_cell(c, r["defense"]) for c in (r["clean"], r["pgd"], *r["adaptive"])]
-        lines.append(_row([r["model"], r["label"], f"{r['budget']}/256", *cells]))
+        lines.append(_row([r["model"], r["label"], budget_label(r["budget"]), *cells]))
     return lines + ["", "The undefended row feeds the same adversarial inputs to the bare restorer (for the "
                     "adaptive columns: inputs crafted through the purifier, without it).", ""]
 
@@ -133,7 +135,7 @@ def transfer_lines(data: Data) -> list[str]:
         return []
     lines = ["## Transfer (surrogate x target, no defense, PSNR dB)", ""]
     for t in data["transfer"]:
-        lines += [f"{t['attack']} at {t['budget']}/256 - rows: crafted on; columns: evaluated on", "",
+        lines += [f"{t['attack']} at {budget_label(t['budget'])} - rows: crafted on; columns: evaluated on", "",
                   _row(["surrogate", *t["sources"]]), "|---|" + "---:|" * len(t["sources"])]
         lines += [_row([r["surrogate"], *[_db(v) for v in r["psnr"]]]) for r in t["rows"]]
         lines.append("")
@@ -185,7 +187,8 @@ def render_markdown(data: Data) -> str:
              f"{data['captions']['setup']} PSNR/SSIM: tone-mapped, clamped to [0,1], 8-bit, RGB. "
              "Budgets in units of 1/256. Means are shown as `mean [low, high]`: the 95 % percentile bootstrap "
              "interval of the mean over the test images.", "", NON_ADAPTIVE_WARNING, ""]
-    for section in (headline_lines, robustness_lines, glance_lines, paired_lines, adaptive_lines, transfer_lines,
+    for section in (headline_lines, robustness_lines, minimum_norm_lines, glance_lines, paired_lines, adaptive_lines,
+                    transfer_lines,
                     sweep_lines, checks_lines, cost_lines, optics_lines, provenance_lines):
         lines += section(data)
     return "\n".join(lines).rstrip("\n") + "\n"

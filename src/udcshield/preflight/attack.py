@@ -1,5 +1,6 @@
 """Preflight of ``attack``: every attack is registered (or ``universal``), params set only its own kwargs, the
-attack accepts their values, and the test images are large enough for it.
+attack accepts their values, an unbounded attack (``cw_l2``) has the one budget 256, and the test images are
+large enough for it.
 
 The values are checked by building each attack exactly as the attack stage does
 (:func:`udcshield.pipeline.attack.attack_kwargs`: ``objective``, ``reference``, the kwargs, and ``eps`` from
@@ -16,9 +17,9 @@ from typing import Any
 from torch import nn
 
 from udcshield.attacks.base import check_float, check_int
-from udcshield.attacks.budget import budget_to_linf
+from udcshield.attacks.budget import UNBOUNDED, UNBOUNDED_BUDGET, budget_to_linf
 from udcshield.attacks.lpips import MIN_SIZE as LPIPS_MIN_SIZE
-from udcshield.attacks.registry import attack_constructor_eps, attack_kwargs, create_attack, list_attacks
+from udcshield.attacks.registry import attack_constructor_eps, attack_kwargs, budget_mode, create_attack, list_attacks
 from udcshield.attacks.universal import universal_perturbation
 from udcshield.config import AttackSpec, ConfigError, Params
 from udcshield.preflight.common import check_min_side, culprit
@@ -88,6 +89,10 @@ def check(params: Params) -> None:
                 allowed = sorted(set(valid) - set(STAGE_SET_KWARGS))
                 raise ConfigError(f"{where}.kwargs.{key} is not a parameter of attack {spec.name!r} that params may "
                                   f"set (allowed: {', '.join(allowed)}; eps comes from budgets)")
+        if spec.name != UNIVERSAL and budget_mode(spec.name) == UNBOUNDED and tuple(spec.budgets) != (UNBOUNDED_BUDGET,):
+            raise ConfigError(f"{where}.budgets {list(spec.budgets)}: {spec.name!r} is unbounded (minimum-norm, reported "
+                              f"with its realised norm); set budgets: [{UNBOUNDED_BUDGET}], or use 'cw' for C&W "
+                              "clipped to each L-inf budget")
         if spec.name in MIN_SIDE:
             check_min_side(params, MIN_SIDE[spec.name], f"{where}.name", repr(spec.name))
         check_values(spec, where, params)
