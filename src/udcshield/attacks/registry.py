@@ -2,8 +2,8 @@
 
 Built-in attacks on restorers (Song et al., arXiv 2402.13629), all untargeted by default: "fgsm" (Goodfellow
 et al. 2015), "pgd" (Madry et al. 2018), "apgd" and "apgd_l2" (Auto-PGD, Croce & Hein 2020), "bim" (Kurakin et
-al. 2017), "mifgsm" (Dong et al. 2018), "pgd_l2" (Madry et al. 2018, L2), "cw" (Carlini & Wagner 2017, L2 minimum-norm, clipped to the
-L-inf budget) and "cw_l2" (the same, unbounded, with its realised L2 norm),
+al. 2017), "mifgsm" (Dong et al. 2018), "pgd_l2" (Madry et al. 2018, L2), "cw" (Carlini & Wagner 2017,
+L2 minimum-norm, clipped to the L-inf budget) and "cw_l2" (the same, unbounded, with its realised L2 norm),
 "lpips_pgd" (PGD on LPIPS, Zhang et al. 2018), and the black-box "simba" (Guo et al. 2019) and "square"
 (Andriushchenko et al. 2020). Universal perturbations and transfer attacks are functions
 (:mod:`udcshield.attacks.universal`, :mod:`udcshield.attacks.transfer`), not registry entries.

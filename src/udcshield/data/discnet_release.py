@@ -50,6 +50,7 @@ from pathlib import Path
 
 import numpy as np
 
+from udcshield.data.npy import load_npy_array
 from udcshield.data.readers import read_npy_image
 from udcshield.data.simulate import SimulatedSplit
 from udcshield.physics.tonemap import tonemap
@@ -154,18 +155,8 @@ def release_psfs(root: str | Path) -> np.ndarray:
 
 
 def _load_code(f: Path) -> np.ndarray:
-    with open(f, "rb") as fh:
-        if fh.read(6) != b"\x93NUMPY":
-            raise ValueError(f"{f}: not a readable .npy array (no .npy header)")
-    try:
-        arr = np.load(f, allow_pickle=False)
-    except ValueError as exc:
-        if "pickle" in str(exc).lower():
-            raise ValueError(f"{f}: holds pickled (object) data, refused for safety (allow_pickle=False)") from exc
-        raise ValueError(f"{f}: not a readable .npy array: {exc}") from exc
-    except Exception as exc:
-        raise ValueError(f"{f}: not a readable .npy array: {exc}") from exc
-    if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "biuf":
+    arr = load_npy_array(f)
+    if arr.dtype.kind not in "biuf":
         raise ValueError(f"{f}: expected a numeric kernel-code array")
     code = np.squeeze(arr)
     if code.ndim != 1 or code.size < 1:

@@ -31,6 +31,9 @@ from types import ModuleType
 
 import numpy as np
 
+from udcshield.data.npy import existing_file as _existing_file
+from udcshield.data.npy import load_npy_array
+
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _EXR_MAGIC = b"\x76\x2f\x31\x01"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -47,13 +50,6 @@ def _optional(module: str) -> ModuleType | None:
         return importlib.import_module(module)
     except ImportError:
         return None
-
-
-def _existing_file(path: str | Path) -> Path:
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"file not found: {p}")
-    return p
 
 
 def _to_chw(arr: np.ndarray, p: Path) -> np.ndarray:
@@ -92,22 +88,7 @@ def read_npy_image(path: str | Path) -> np.ndarray:
         non-numeric dtype, NaN or Inf.
     """
     p = _existing_file(path)
-    with open(p, "rb") as fh:
-        magic = fh.read(6)
-    if magic != b"\x93NUMPY":
-        kind = "a zip/.npz archive" if magic.startswith(b"PK") else "no .npy header"
-        raise ValueError(f"{p}: not a readable .npy array ({kind})")
-    try:
-        arr = np.load(p, allow_pickle=False)
-    except ValueError as exc:
-        if "pickle" in str(exc).lower():
-            raise ValueError(f"{p}: holds pickled (object) data, refused for safety (allow_pickle=False)") from exc
-        raise ValueError(f"{p}: not a readable .npy array: {exc}") from exc
-    except Exception as exc:  # truncated / corrupt headers raise assorted errors
-        raise ValueError(f"{p}: not a readable .npy array: {exc}") from exc
-    if not isinstance(arr, np.ndarray):  # e.g. an .npz archive renamed to .npy
-        raise ValueError(f"{p}: expected a single .npy array, got {type(arr).__name__}")
-    return _to_chw(arr, p)
+    return _to_chw(load_npy_array(p), p)
 
 
 def _png16(buf: bytes) -> np.ndarray | None:

@@ -32,8 +32,8 @@ def sanity_checks(params: Params, summary: dict[str, Any], attack_attrs: dict[st
                              "status": PASS if ok else FAIL, "detail": " > ".join(f"{v:.2f}" for v in vals)})
         rows.extend(masking_checks(params, summary, model))
     for c in (adaptive_checks or {}).get("checks", []):
-        rows.append({"check": f"{c['model']} purified {budget_label(c['budget'])}: {c['check']} (defended system, gradient "
-                              "masking flag)", "status": PASS if c["status"] == PASS else FAIL,
+        rows.append({"check": f"{c['model']} purified {budget_label(c['budget'])}: {c['check']} (defended system, "
+                              "gradient masking flag)", "status": PASS if c["status"] == PASS else FAIL,
                      "detail": c["explanation"]})
     for name, attrs in sorted(attack_attrs.items()):
         ok = attrs["norm_max"] <= attrs["eps"] * (1 + 1e-6)

@@ -117,7 +117,8 @@ def headline_section(data: Mapping[str, Any]) -> H.Section | None:
         for budget, cell in zip(h["budgets"], r["cells"]):
             worst: H.Cell = (_cell_text(cell), "bad") if cell is not None and cell["converged"] is False \
                 else _cell_text(cell)
-            rows.append([r["source"], r["defense"], budget_label(budget), worst, _members_text(cell), _adaptive_text(cell)])
+            rows.append([r["source"], r["defense"], budget_label(budget), worst, _members_text(cell),
+                         _adaptive_text(cell)])
     header = ["restorer", "defense", "budget", "worst case", "members", "adaptive, worst of N"]
     body = H.paragraph(headline_intro(data)) + H.table(header, rows, table_id="headline")
     return H.Section("headline", "Headline: per-image worst case over the attack suite", body)

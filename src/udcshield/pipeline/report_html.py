@@ -92,8 +92,8 @@ def grids_section(data: Data, figures: Figures) -> H.Section:
     """Image grids for the first ``report.grid_images`` test images, one per restorer variant."""
     g = data["grid"]
     figs = "".join(H.figure(figures[f"grid/{p['source']}"], f"image grid {p['source']}",
-                            f"{p['source']}: {g['attack']} at {budget_label(g['budget'])} crafted on this restorer; perturbation "
-                            "mid-grey = 0, black/white = -/+ the budget; PSNR against the ground truth.", width=1150)
+                            f"{p['source']}: {g['attack']} at {budget_label(g['budget'])} crafted on this restorer; "
+                            "perturbation mid-grey = 0, black/white = -/+ the budget; PSNR against the ground truth.", width=1150)
                    for p in g["panels"])
     intro = H.paragraph(f"The first {len(g['image_ids'])} test images (ids {', '.join(g['image_ids'])}).")
     return H.Section("images", "What the attack does to an image", intro + figs)

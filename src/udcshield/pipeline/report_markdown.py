@@ -188,8 +188,7 @@ def render_markdown(data: Data) -> str:
              "Budgets in units of 1/256. Means are shown as `mean [low, high]`: the 95 % percentile bootstrap "
              "interval of the mean over the test images.", "", NON_ADAPTIVE_WARNING, ""]
     for section in (headline_lines, robustness_lines, minimum_norm_lines, glance_lines, paired_lines, adaptive_lines,
-                    transfer_lines,
-                    sweep_lines, checks_lines, cost_lines, optics_lines, provenance_lines):
+                    transfer_lines, sweep_lines, checks_lines, cost_lines, optics_lines, provenance_lines):
         lines += section(data)
     return "\n".join(lines).rstrip("\n") + "\n"
 

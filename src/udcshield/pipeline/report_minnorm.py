@@ -44,7 +44,7 @@ def minimum_norm(params: Params, summary: dict[str, Any], attack_attrs: dict[str
     (``l2_mean``, ``eps`` = sqrt(C H W) at budget 256, ``cost.successes``); ``n_images``: test images."""
     rows = []
     for spec in params.attack.attacks:
-        if spec.name == "universal" or budget_mode(spec.name) != UNBOUNDED:
+        if budget_mode(spec.name) != UNBOUNDED:
             continue
         for source in restorers(params):
             for budget in sorted(spec.budgets):
