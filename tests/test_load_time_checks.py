@@ -73,7 +73,7 @@ _m = lambda: nn.Conv2d(3, 3, 1)  # noqa: E731
 _pur = lambda p: _purifier(p.purifier.num_train_timesteps)  # noqa: E731
 _sim = lambda p: simulate.simulate(p.simulate, BANK, "train", p.seed)  # noqa: E731
 _psf = lambda p: simulate.make_psf_bank(p.simulate.optics, p.seed)  # noqa: E731
-_fit = lambda p: train.fit_restorer(p, p.train.models[0].name, _x(p), _x(p), CPU)  # noqa: E731
+_fit = lambda p: train.fit_restorer(p, p.train.models[0].label, _x(p), _x(p), CPU)  # noqa: E731
 _fit_purifier = lambda p: train_purifier.fit_purifier(p, _x(p), CPU)  # noqa: E731
 _ft_purified = lambda p: finetune.purified_training_pairs(p, _pur(p), _x(p), _x(p), _ids(), CPU)  # noqa: E731
 _purified = lambda p: purify.purify_one(p, _pur(p), "clean", _x(p), _ids(), CPU)  # noqa: E731
@@ -129,6 +129,7 @@ def _s(section: str, **values: Any) -> dict:
 
 # Override builders: a restorer; attacks (the sweep purifies the first); an attack; patches and crops of ``side``.
 _model = lambda name, **kwargs: {"train": {"models": [{"name": name, "kwargs": kwargs}]}}  # noqa: E731
+_own = lambda name, **spec: {"train": {"models": [{"name": name, "label": "own", **spec}]}}  # noqa: E731
 _attacks = lambda *specs, **section: {"sweep": {"attack": specs[0]["name"]},  # noqa: E731
                                       "attack": {"attacks": list(specs), **section}}
 _atk = lambda name, **kwargs: _attacks({"name": name, "kwargs": kwargs})  # noqa: E731
@@ -174,6 +175,8 @@ DEGRADE, LOSS = "physics.formation:degrade", "training.perceptual:restoration_lo
 SELECT, BUDGET = "training.robust:select_trainable", "attacks.budget:check_budget"
 SIM, OPT, HDR, FORM = "simulate", "simulate.optics", "simulate.hdr", "simulate.formation"
 LPIPS_FILE = {"name": "lpips_pgd", "kwargs": {"lpips": "absent.safetensors"}}
+EVAL_LPIPS = {"metrics": ["psnr", "ssim", "lpips"], "lpips_weights_path": "absent.safetensors"}
+SCORE = "pipeline.evaluate:score_outputs"
 ROWS: tuple[Row, ...] = (
     *_group("simulate", _sim,
             ("scale_above_one", "data.sources:rescale_image", _s(SIM, scale=1.5), "scale must be in (0, 1]"),
@@ -210,6 +213,14 @@ ROWS: tuple[Row, ...] = (
             ("knee_zero", "physics.tonemap:_check_knee", _s(FORM, knee=0.0), "knee must be a positive")),
     *_group("train", _fit,
             ("restorer_unknown", RARGS, _model("mystery"), "unknown restorer", "train.models[0].name"),
+            ("factory_import", "models.registry:_import_factory", _own("no_such_module_udc:make_net"),
+             "cannot import module", "train.models[0].name"),
+            ("factory_not_module", "models.registry:resolve_restorer", _own("json:dumps"),
+             "must be an nn.Module subclass", "train.models[0].name"),
+            ("weights_missing", "models.checkpoint:read_weights_file", _own("resunet_tiny", weights="absent.pt"),
+             "does not exist", "train.models[0].weights"),
+            ("untrained_no_weights", "pipeline.train:fit_restorer", _own("resunet_tiny", train=False),
+             "no weights are given", "train.models[0].train"),
             ("restorer_kwarg", RARGS, _model("resunet", widht=8), "widht"),
             ("restorer_size", RARGS, _model("resunet", size="huge"), "unknown size"),
             ("resunet_depth", "models.unet:ResUNet.__init__", _model("resunet", depth=-1), "depth must be an int"),
@@ -357,7 +368,13 @@ ROWS: tuple[Row, ...] = (
              lambda p: adaptive.draw_records(p, None, _x(p), _x(p), _ids(), "m/base", "clean", 0, CPU))),
     *_group("evaluate", _score,
             ("ssim_small", "evaluation.metrics:ssim", _small(8), "at least 11x11", "evaluate.metrics[1]"),
-            ("metric_unknown", "pipeline.evaluate:score", _s("evaluate", metrics=["psnr", "lpips"]), "lpips"),
+            ("metric_unknown", SCORE, _s("evaluate", metrics=["psnr", "vif"]), "unknown metric 'vif'"),
+            ("lpips_no_weights", SCORE, _s("evaluate", metrics=["psnr", "lpips"]), "needs an LPIPS network"),
+            ("eval_lpips_file", "attacks.lpips:LPIPS.from_file", _s("evaluate", **EVAL_LPIPS), "weights not found",
+             lambda p: evaluate.lpips_network(p.evaluate, CPU)),
+            ("eval_lpips_small", "attacks.lpips:LPIPS.forward", deep_update(_small(16), _s("evaluate", **EVAL_LPIPS)),
+             "at least 31 x 31", "evaluate.metrics[2]", lambda p: evaluate.score(
+                 _m(), _x(p), _x(p), p.evaluate.metrics, p.evaluate.batch_size, CPU, LPIPS.random_for_tests())),
             ("evaluate_batch", "pipeline.common:run_batched", _s("evaluate", batch_size=0), "batch_size must be"),
             ("grid_attack", "pipeline.grid:grid_attack", _s("report", grid_attack="cw"), "", grid_attack),
             ("grid_images", "pipeline.common:apply_batched", _s("report", grid_images=0), "non-empty",
@@ -457,6 +474,10 @@ ALLOWLIST = {
     "physics.masks:load_user_mask": "the user mask file's content",
     "accel:accelerate": "bf16 on CPU: the stages call accelerate_restorer_for, which returns early on CPU",
     "accel:accelerate_purifier": "bf16 on CPU: the stages call accelerate_purifier_for, which returns early on CPU",
+    "pipeline.shards:ShardCache.read": "a shard's label() in the message (internal), not train.models[i].label",
+    "pipeline.shards:ShardCache.write": "a shard's label() in the message (internal), not train.models[i].label",
+    "attacks.base:ImageAttack._seed_list": "per-image noise seeds of a call (API), not train.seeds",
+    "defenses.defended:_check_seeds": "per-image noise seeds of a call (API), not train.seeds",
 }
 GENERIC = {"name", "kwargs", "models", "model", "enabled", "device", "kind", "source", "generator", "self"}
 

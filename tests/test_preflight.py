@@ -2,6 +2,7 @@
 
 import ast
 import importlib
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -195,6 +196,34 @@ def test_ssim_needs_patches_of_its_window():
     _raises({"simulate": {"patch_size": 8}}, r"evaluate.metrics\[1\] 'ssim' needs images of at least 11 x 11",
             sections=["evaluate"])
     preflight(params_from_dict({"simulate": {"patch_size": 8}, "evaluate": {"metrics": ["psnr"]}}), ["evaluate"])
+
+
+def _lpips_weights(path: Path) -> Path:
+    """A randomly initialised LPIPS-AlexNet saved as the safetensors file LPIPS.from_file reads."""
+    from safetensors.torch import save_file
+
+    from udcshield.attacks.lpips import LPIPS
+
+    save_file({k: v.contiguous() for k, v in LPIPS.random_for_tests(seed=0).state_dict().items()}, str(path))
+    return path
+
+
+def test_the_lpips_metric_needs_a_readable_weights_file_before_work(tmp_path):
+    lpips = {"metrics": ["psnr", "ssim", "lpips"]}
+    missing = tmp_path / "nowhere" / "alex.safetensors"
+    _raises({"evaluate": {**lpips, "lpips_weights_path": str(missing)}},
+            rf"^evaluate.lpips_weights_path \('{re.escape(str(missing))}'\): LPIPS weights not found at "
+            rf"'{re.escape(str(missing))}'",
+            sections=["evaluate"])
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"not safetensors")
+    _raises({"evaluate": {**lpips, "lpips_weights_path": str(broken)}},
+            r"^evaluate.lpips_weights_path .*is not a readable safetensors file", sections=["evaluate"])
+    good = _lpips_weights(tmp_path / "alex.safetensors")
+    preflight(params_from_dict({"evaluate": {**lpips, "lpips_weights_path": str(good)}}), ["evaluate"])
+    preflight(params_from_dict({"evaluate": {"lpips_weights_path": str(missing)}}), ["evaluate"])  # lpips not listed
+    _raises({"simulate": {"patch_size": 16}, "evaluate": {**lpips, "lpips_weights_path": str(good)}},
+            r"evaluate.metrics\[2\] 'lpips' needs images of at least 31 x 31", sections=["evaluate"])
 
 
 # ------------------------------------------------------------------------------------------------ sections

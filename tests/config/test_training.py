@@ -45,7 +45,7 @@ def test_restorer_names_are_plain_strings_in_the_schema():
     """The registry is the only list of restorer names; the schema accepts any name (preflight checks it)."""
     p = params_from_dict({"train": {"models": [{"name": "not_registered_yet", "kwargs": {"width": 4}}]}})
     assert p.train.models == (ModelSpec("not_registered_yet", {"width": 4}),)
-    assert p.train.spec("not_registered_yet").kwargs == {"width": 4}
+    assert p.train.run("not_registered_yet").kwargs == {"width": 4}
 
 
 @pytest.mark.parametrize("num_steps, ok", [(None, True), (1, True), (30, True), (31, False)])
@@ -72,3 +72,63 @@ def test_finetune_attack_budget_in_1_to_256(budget, ok):
 def test_finetune_attack_budget_must_be_an_integer():
     with pytest.raises(ConfigError, match="finetune.attack_budget must be an integer"):
         params_from_dict({"finetune": {"attack_budget": 4.5}})
+
+
+def test_own_model_spec_label_weights_and_train():
+    """A user's model: `module:callable` with a label, given weights, not trained."""
+    p = params_from_dict({"train": {"models": [
+        {"name": "mypkg.nets:make_net", "label": "mynet", "weights": "weights/mynet.safetensors", "train": False},
+        {"name": "resunet", "kwargs": {"depth": 1}}]}})
+    own, builtin = p.train.models
+    assert (own.name, own.label, own.weights, own.train) == ("mypkg.nets:make_net", "mynet",
+                                                             "weights/mynet.safetensors", False)
+    assert (builtin.label, builtin.weights, builtin.train) == ("resunet", None, True)  # label defaults to the name
+    assert ModelSpec("resunet", label="resunet-pretrained").label == "resunet-pretrained"
+
+
+@pytest.mark.parametrize("spec, culprit", [
+    ({"name": "mypkg.nets:make_net"}, "train.models[0].label is required when train.models[0].name is a factory "
+                                      "reference ('mypkg.nets:make_net'): the model's identity in paths and reports, "
+                                      "e.g. 'make_net'"),
+    ({"name": "mypkg.nets:", "label": "x"}, "train.models[0].name 'mypkg.nets:' must be a registered restorer"),
+    ({"name": "a:b:c", "label": "x"}, "train.models[0].name 'a:b:c' must be"),
+    ({"name": "my-pkg:make", "label": "x"}, "train.models[0].name 'my-pkg:make' must be"),
+    ({"name": "mypkg:make", "label": "my/net"}, "train.models[0].label 'my/net' must be letters, digits"),
+    ({"name": "resunet", "label": "res.net"}, "train.models[0].label 'res.net' must be"),
+    ({"name": "resunet", "label": "-x"}, "train.models[0].label '-x' must be"),
+    ({"name": "resunet", "train": False}, "train.models[0].train is false but train.models[0].weights is not set"),
+    ({"name": "resunet", "weights": " "}, "train.models[0].weights must be a path"),
+    ({"name": "resunet", "train": "no"}, "train.models[0].train must be true or false"),
+    ({"name": "resunet", "weights": 3}, "train.models[0].weights"),
+])
+def test_bad_own_model_specs_name_the_key(spec, culprit):
+    with pytest.raises(ConfigError) as info:
+        params_from_dict({"train": {"models": [spec]}})
+    assert culprit in str(info.value)
+
+
+def test_seeds_expand_every_model_into_runs():
+    """Seed 0 is the model itself; every other seed a replicate `<label>-seed<s>`, model-major."""
+    p = params_from_dict({"train": {"seeds": [0, 3], "models": [
+        {"name": "resunet", "kwargs": {"depth": 1}}, {"name": "resunet", "label": "wide", "kwargs": {"depth": 2}}]}})
+    assert [r.label for r in p.train.runs()] == ["resunet", "resunet-seed3", "wide", "wide-seed3"]
+    assert p.train.run("wide-seed3").kwargs == {"depth": 2} and p.train.run("wide-seed3").name == "resunet"
+    assert p.train.seed_groups() == {"resunet": ["resunet", "resunet-seed3"], "wide": ["wide", "wide-seed3"]}
+    assert [r.label for r in params_from_dict({}).train.runs()] == ["resunet"]  # default: one run, no replicate
+    with pytest.raises(KeyError, match="no restorer 'resunet-seed1'"):
+        p.train.run("resunet-seed1")
+
+
+@pytest.mark.parametrize("train, culprit", [
+    ({"seeds": []}, "train.seeds must be a non-empty list of ints >= 0, got []"),
+    ({"seeds": [0, -1]}, "train.seeds must be a non-empty list of ints >= 0"),
+    ({"seeds": [0, True]}, "train.seeds[1] must be an integer, got bool True"),
+    ({"seeds": [1, 1]}, "train.seeds lists a seed twice: [1, 1]"),
+    ({"seeds": [0, 1], "models": [{"name": "resunet"}, {"name": "resunet", "label": "resunet-seed1"}]},
+     "train.seeds: the replicate names"),
+    ({"models": [{"name": "resunet"}, {"name": "resunet"}]}, "train.models lists a restorer twice"),
+])
+def test_bad_seeds_name_the_key(train, culprit):
+    with pytest.raises(ConfigError) as info:
+        params_from_dict({"train": train})
+    assert culprit in str(info.value)

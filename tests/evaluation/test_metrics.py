@@ -70,3 +70,33 @@ def test_metric_input_errors():
         psnr((x * 255).to(torch.uint8), x)
     with pytest.raises(ValueError, match="11"):
         ssim(x[:, :, :8, :8], x[:, :, :8, :8])
+
+
+# ------------------------------------------------------------------------------------------ LPIPS, worse
+def test_lpips_distance_scores_the_8bit_images_with_the_network():
+    """The same SYNTH convention as PSNR: clamped, rounded to k / 255, then the network in float32; a change of
+    less than half a level does not move it, out-of-range values are clamped first, identical images give 0."""
+    from udcshield.attacks.lpips import LPIPS
+    from udcshield.evaluation.metrics import lpips_distance
+
+    net = LPIPS.random_for_tests(seed=3)
+    a, b = rand_images(2, 32, 36, seed=4), rand_images(2, 32, 36, seed=5)
+    got = lpips_distance(a, b, net)
+    qa, qb = torch.round(a * 255) / 255, torch.round(b * 255) / 255
+    assert got.dtype == torch.float64 and got.shape == (2,)
+    torch.testing.assert_close(got, net(qa, qb).double(), rtol=0, atol=0)
+    assert bool((got > 0).all())
+    assert not torch.equal(got, net(a, b).double())  # the float images score differently
+    assert torch.equal(lpips_distance(qa + 0.4 / 255, b, net), got)  # within the same 8-bit level
+    assert torch.equal(lpips_distance(a * 3 - 1, b, net), lpips_distance((a * 3 - 1).clamp(0, 1), b, net))
+    assert torch.equal(lpips_distance(a, a, net), torch.zeros(2, dtype=torch.float64))
+    with pytest.raises(ValueError, match="does not match target shape"):
+        lpips_distance(a, b[:1], net)
+
+
+def test_worse_is_the_max_for_a_distance_and_the_min_otherwise():
+    from udcshield.evaluation.metrics import LOWER_IS_BETTER, worse
+
+    assert LOWER_IS_BETTER == {"lpips"}
+    assert worse("lpips")([0.1, 0.7, 0.3]) == 0.7
+    assert worse("psnr")([20.0, 11.0, 30.0]) == 11.0 and worse("ssim")([0.9, 0.5]) == 0.5

@@ -4,8 +4,8 @@ and paired differences."""
 import numpy as np
 import pytest
 
-from udcshield.evaluation.statistics import (bootstrap_ci, bootstrap_means, cell_seed, paired_difference,
-                                             per_image)
+from udcshield.evaluation.statistics import (bootstrap_ci, bootstrap_means, cell_seed, crossed_bootstrap_ci,
+                                             paired_difference, per_image)
 from udcshield.seeding import derive_seed
 
 
@@ -136,3 +136,38 @@ def test_paired_difference_errors():
         paired_difference([1.0], [float("nan")], 0)
     with pytest.raises(ValueError, match="a is empty"):
         paired_difference([], [], 0)
+
+
+def test_crossed_interval_counts_the_variance_across_training_seeds():
+    # value = 3 + seed effect (sd 0.5) + image effect (sd 1) + noise (sd 0.3): 8 seeds x 24 images, 200 trials.
+    # The seeds x images bootstrap covers the true mean at about the nominal rate; bootstrapping the images
+    # of the seed-averaged values alone ignores the seed variance and covers clearly less often.
+    rng = np.random.Generator(np.random.PCG64(1))
+    trials, crossed, images_only = 200, 0, 0
+    for k in range(trials):
+        x = 3.0 + rng.normal(0, 0.5, (8, 1)) + rng.normal(0, 1.0, (1, 24)) + rng.normal(0, 0.3, (8, 24))
+        r = crossed_bootstrap_ci(x, seed=k, resamples=1000)
+        assert r["ci_low"] <= r["mean"] <= r["ci_high"]
+        crossed += r["ci_low"] <= 3.0 <= r["ci_high"]
+        low, high = bootstrap_ci(x.mean(axis=0), seed=k, resamples=1000)
+        images_only += low <= 3.0 <= high
+    assert 0.9 <= crossed / trials <= 0.99
+    assert images_only / trials < crossed / trials - 0.04
+
+
+def test_crossed_summary_reports_each_run_and_their_spread():
+    x = np.array([[10.0, 12.0, 14.0], [11.0, 13.0, 15.0]])
+    r = crossed_bootstrap_ci(x, seed=0)
+    assert r["seed_means"] == [12.0, 13.0]
+    assert r["seed_std"] == pytest.approx(np.std([12.0, 13.0], ddof=1))
+    assert (r["n_seeds"], r["n_images"], r["mean"]) == (2, 3, 12.5)
+    assert r == crossed_bootstrap_ci(x, seed=0)
+    one = crossed_bootstrap_ci(x[:1], seed=0)
+    assert one["seed_std"] == 0.0 and one["n_seeds"] == 1
+
+
+@pytest.mark.parametrize("values, match", [(np.ones(3), "2-D"), (np.zeros((2, 0)), "empty"),
+                                           (np.array([[1.0, np.nan]]), "NaN"), ([["a", "b"]], "numbers")])
+def test_crossed_bad_values_are_named(values, match):
+    with pytest.raises(ValueError, match=match):
+        crossed_bootstrap_ci(values, seed=0)

@@ -29,7 +29,8 @@ from udcshield.pipeline.summary import means
 SRC = Path(__file__).resolve().parents[2] / "src" / "udcshield"
 STAGES = {"simulate", "train", "train_purifier", "finetune", "attack", "purify", "sweep", "adaptive", "evaluate"}
 KEYS = {"schema", "title", "captions", "setup", "robustness", "worst_cases", "curves", "grid", "adaptive", "transfer",
-        "sweep", "attack_cost", "sanity_checks", "figures", "provenance", "paired", "headline", "minimum_norm"}
+        "sweep", "attack_cost", "sanity_checks", "figures", "provenance", "paired", "headline", "minimum_norm",
+        "input_baseline", "seed_spread"}
 
 
 @pytest.fixture(scope="module")
@@ -309,7 +310,7 @@ def _imports(path: Path) -> set[str]:
 
 
 @pytest.mark.parametrize("name", ["report", "report_data", "report_markdown", "report_html", "report_figures",
-                                  "report_provenance", "grid"])
+                                  "report_provenance", "report_input", "grid"])
 def test_report_modules_import_no_stage_and_stay_small(name):
     path = SRC / "pipeline" / f"{name}.py"
     stages = {f"udcshield.pipeline.{s}" for s in STAGES}
@@ -320,3 +321,107 @@ def test_report_modules_import_no_stage_and_stay_small(name):
 @pytest.mark.parametrize("name", ["html", "figures", "tables"])
 def test_evaluation_view_modules_stay_small(name):
     assert len((SRC / "evaluation" / f"{name}.py").read_text().splitlines()) < 400
+
+
+# ------------------------------------------------------------------------------------------ the input baseline
+def test_the_input_baseline_and_the_gains_in_both_views(built):
+    """The input row is the raw test inputs' PSNR (written out here in numpy); each gain is the paired bootstrap
+    of restorer - input per image; both views show the row, the gains and the LPIPS line."""
+    from udcshield.pipeline.report_input import INPUT_LABEL, LPIPS_NOTE
+    from udcshield.store.zarr_io import read_images, store_attrs
+
+    params, layout, _, data = built
+    b = data["input_baseline"]
+    x, y = (np.round(np.clip(read_images(layout.test_store, k).astype(np.float64), 0, 1) * 255)
+            for k in ("inputs", "targets"))
+    per_image = 10 * np.log10(255.0 ** 2 / ((x - y) ** 2).reshape(len(x), -1).mean(axis=1))
+    ids = store_attrs(layout.test_store)["image_ids"]
+    assert b["input"]["psnr"]["mean"] == pytest.approx(per_image.mean(), abs=1e-4)
+    low, high = b["input"]["psnr"]["ci"]
+    assert low < b["input"]["psnr"]["mean"] < high and b["lpips"] is False
+    records = read_records_csv(layout.records)
+    by_id = dict(zip(ids, per_image))
+    assert [(r["model"], r["defense"]) for r in b["rows"]] == [(f"resunet_tiny:{v}", d) for v in ("base", "finetuned")
+                                                               for d in ("none", "purified")]
+    for row in b["rows"]:
+        clean = sorted((r["image_id"], r["value"]) for r in records if (r["model"], r["defense"], r["attack"],
+                       r["metric"]) == (row["model"], row["defense"], "clean", "psnr"))
+        restored = np.array([v for _, v in clean])
+        want = paired_difference(restored, np.array([by_id[i] for i, _ in clean]),
+                                 cell_seed(params.seed, f"input-gain|{row['model']}|{row['defense']}|clean|psnr"))
+        g = row["gain"]
+        assert (g["mean"], g["ci_low"], g["ci_high"], g["n"]) == (round(want["mean"], 4), round(want["ci_low"], 4),
+                                                                  round(want["ci_high"], 4), 4)
+        assert g["mean"] == pytest.approx(row["values"]["psnr"]["mean"] - b["input"]["psnr"]["mean"], abs=3e-4)
+    purified = b["rows"][1]["gain"]
+    assert purified["excludes_zero"] and purified["ci_high"] < 0  # purification costs clean PSNR here
+    md, html = layout.report.read_text(), report.html_path(layout).read_text()
+    shown = ci_text("psnr", b["input"]["psnr"]["mean"], b["input"]["psnr"]["ci"])
+    assert f"| {INPUT_LABEL} | - | {shown} | " in md and f"<td class=\"l\">{INPUT_LABEL}</td>" in html
+    text = f"{purified['mean']:+.3f} [{purified['ci_low']:+.3f}, {purified['ci_high']:+.3f}]"
+    section = md.split("## Clean test images: restorers vs the raw input")[1].split("\n## ")[0]
+    row = next(line for line in section.splitlines() if line.startswith("| resunet_tiny:base | purified | "))
+    assert row.endswith(f"| {text} |") and text in html
+    assert md.count(LPIPS_NOTE) == 1 and html.count("LPIPS: not computed") == 1 and 'id="input-baseline"' in html
+    assert md.index("## Headline") < md.index("## Clean test images: restorers vs the raw input") < \
+        md.index("## resunet_tiny")
+
+
+def lpips_records() -> list[dict]:
+    """:func:`hand_records` plus LPIPS of every cell (attacks raise it: fgsm 8/256 the most) and the input rows:
+    PSNR 3 dB below the undefended base restorer per image (+- 0.1 dB), SSIM 0.4, LPIPS 0.5."""
+    rng = np.random.Generator(np.random.PCG64(7))
+    out = hand_records()
+    extra = {("clean", 0): 0.1, ("pgd", 2): 0.2, ("pgd", 8): 0.3, ("fgsm", 8): 0.45}
+    for r in [r for r in out if r["metric"] == "psnr" and "@" not in r["attack"]]:
+        out.append({**r, "metric": "lpips", "value": extra[(r["attack"], r["budget"])]})
+        if (r["model"], r["defense"], r["attack"]) == ("resunet_tiny:base", "none", "clean"):
+            row = {**r, "model": "input"}
+            out += [{**row, "value": r["value"] - 3.0 + float(rng.normal(0.0, 0.1))},
+                    {**row, "metric": "ssim", "value": 0.4}, {**row, "metric": "lpips", "value": 0.5}]
+    return out
+
+
+def test_lpips_tables_mark_the_highest_value_worst_and_the_input_view_shows_it():
+    from udcshield.pipeline.report_data import defense_label, robustness
+    from udcshield.pipeline.report_input import LPIPS_NOTE, input_baseline, input_lines, input_section
+
+    params = report_params(evaluate={"metrics": ["psnr", "ssim", "lpips"], "lpips_weights_path": "alex.safetensors"})
+    records = lpips_records()
+    summary = means(records, params.seed)
+    tables = {t["metric"]: t for t in robustness(params, summary)["tables"]}
+    assert tables["lpips"]["unit"] == "LPIPS (lower is better)" and tables["psnr"]["unit"] == "PSNR (dB)"
+    assert all(r["worst"] == 0.45 for r in tables["lpips"]["rows"])  # the highest distance, not the lowest
+    assert all(r["worst"] == min(v for v in r["values"][1:] if v is not None) for r in tables["psnr"]["rows"])
+    b = input_baseline(params, summary, records, defense_label)
+    assert b["lpips"] is True and b["input"]["lpips"]["mean"] == 0.5 and b["input"]["ssim"]["mean"] == 0.4
+    base = b["rows"][0]
+    assert base["model"] == "resunet_tiny:base" and base["defense"] == "none"
+    diffs = [a["value"] - i["value"] for a, i in zip(
+        sorted((r for r in records if (r["model"], r["defense"], r["attack"], r["metric"]) ==
+                ("resunet_tiny:base", "none", "clean", "psnr")), key=lambda r: r["image_id"]),
+        sorted((r for r in records if (r["model"], r["metric"]) == ("input", "psnr")), key=lambda r: r["image_id"]))]
+    assert base["gain"]["mean"] == round(float(np.mean(diffs)), 4) and base["gain"]["n"] == 40
+    assert base["gain"]["excludes_zero"] and 2.9 < base["gain"]["ci_low"] < base["gain"]["mean"] < \
+        base["gain"]["ci_high"] < 3.1
+    lines = input_lines({"input_baseline": b})
+    assert "| restorer | defense | PSNR (dB) | SSIM | LPIPS (lower is better) | PSNR gain over input (dB) [95 % CI, " \
+           "paired] |" in lines
+    assert "| input (no restorer) | - |" in "\n".join(lines) and LPIPS_NOTE not in lines
+    assert "LPIPS: not computed" not in input_section({"input_baseline": b}).body
+
+
+def test_records_without_input_rows_say_so_and_give_no_gain():
+    from udcshield.pipeline.report_data import defense_label
+    from udcshield.pipeline.report_input import LPIPS_NOTE, MISSING, input_baseline, input_lines
+
+    params = report_params()
+    records = hand_records()
+    b = input_baseline(params, means(records, params.seed), records, defense_label)
+    assert b["input"] is None and all(r["gain"] is None for r in b["rows"])
+    lines = input_lines({"input_baseline": b})
+    assert MISSING in lines and LPIPS_NOTE in lines
+    assert input_lines({}) == []
+    broken = [r for r in lpips_records() if not (r["model"] == "input" and r["image_id"] == "img/005")]
+    with pytest.raises(ValueError, match=r"input baseline: cells \(resunet_tiny:base, none, clean\) and \(input"):
+        input_baseline(params, means(broken, params.seed), broken, defense_label)

@@ -17,8 +17,8 @@ from udcshield.pipeline import evaluate, report, report_html
 from udcshield.pipeline.grid import grid_attack
 from udcshield.pipeline.layout import Layout
 
-SECTIONS = ("summary", "robustness", "paired", "curves", "images", "adaptive", "transfer", "cost", "optics", "checks",
-            "provenance")
+SECTIONS = ("summary", "input-baseline", "robustness", "paired", "curves", "images", "adaptive", "transfer", "cost",
+            "optics", "checks", "provenance")
 
 
 class Collector(HTMLParser):

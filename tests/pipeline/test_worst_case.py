@@ -53,6 +53,19 @@ def test_worst_case_is_the_per_image_minimum_over_members():
     assert mean_worst < min(np.mean(values[a]) for a in ("pgd", "apgd", "square"))
 
 
+def test_the_worst_case_of_lpips_is_the_per_image_maximum():
+    """LPIPS is a distance (lower is better): its worst case is each image's highest value over the members,
+    while PSNR of the same cells keeps the minimum."""
+    params = make_params(ATTACKS)
+    lpips = {"pgd": [0.10, 0.40, 0.25], "apgd": [0.30, 0.20, 0.25], "square": [0.05, 0.35, 0.60],
+             "pgd_l2": [0.99, 0.99, 0.99]}
+    psnr = {"pgd": [10.0, 20.0, 15.0], "apgd": [12.0, 11.0, 15.5], "square": [30.0, 25.0, 14.0]}
+    rows = worst_case_records(params, records_for(lpips, metric="lpips") + records_for(psnr))
+    worst = {(r["metric"], r["image_id"]): r["value"] for r in rows}
+    assert {i: worst[("lpips", i)] for i in ("img0", "img1", "img2")} == {"img0": 0.30, "img1": 0.40, "img2": 0.60}
+    assert {i: worst[("psnr", i)] for i in ("img0", "img1", "img2")} == {"img0": 10.0, "img1": 11.0, "img2": 14.0}
+
+
 def test_a_member_missing_images_is_refused():
     params = make_params(ATTACKS)
     rows = records_for({"pgd": [10.0, 20.0], "apgd": [12.0]})

@@ -13,17 +13,33 @@ __all__ = ["AccelConfig", "EvaluateConfig", "ReportConfig", "RunnerConfig"]
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    """Per-image metrics under the SYNTH convention of DISCNet / BasicSR: clamp to [0, 1], 8-bit quantisation, RGB."""
+    """Per-image metrics under the SYNTH convention of DISCNet / BasicSR: clamp to [0, 1], 8-bit quantisation, RGB.
 
-    metrics: tuple[Literal["psnr", "ssim"], ...] = option(
-        ("psnr", "ssim"), "Per-image metrics; must include `psnr`, the headline metric.")
+    ``lpips`` (Zhang et al., CVPR 2018; AlexNet trunk, lower is better, about 0..1) is scored only from local
+    weights, ``lpips_weights_path`` (a safetensors file, :meth:`udcshield.attacks.lpips.LPIPS.from_file`);
+    nothing is downloaded.
+    """
+
+    metrics: tuple[Literal["psnr", "ssim", "lpips"], ...] = option(
+        ("psnr", "ssim"), "Per-image metrics; must include `psnr`, the headline metric; `lpips` (lower is better) "
+                          "needs `lpips_weights_path`.")
     batch_size: int = option(32, "Images per batch.")
     worst_case: tuple[str, ...] | None = option(
         None, "Attacks of the per-image worst case (the report's headline), each one of `attack.attacks`; "
-              "null = every L-inf attack there. At each budget, each image's lowest PSNR (and SSIM) over them.")
+              "null = every L-inf attack there. At each budget, each image's lowest PSNR (and SSIM; highest LPIPS) "
+              "over them.")
+    lpips_weights_path: str | None = option(
+        None, "Local LPIPS-AlexNet weights (safetensors, the keys of the reference `lpips` package) for the `lpips` "
+              "metric; null = LPIPS not computed. Nothing is downloaded.")
 
     def validate(self, where: str) -> None:
         positive(self, where, "batch_size")
+        if "lpips" in self.metrics and self.lpips_weights_path is None:
+            raise ConfigError(f"{where}.metrics[{self.metrics.index('lpips')}] 'lpips' needs "
+                              f"{where}.lpips_weights_path: set it to a local LPIPS-AlexNet safetensors file "
+                              "(nothing is downloaded)")
+        if self.lpips_weights_path is not None and not self.lpips_weights_path.strip():
+            raise ConfigError(f"{where}.lpips_weights_path must be a file path or null, got an empty string")
         if "psnr" not in self.metrics:
             raise ConfigError(f"{where}.metrics must include psnr (the headline metric)")
         if self.worst_case is not None and (not self.worst_case or len(set(self.worst_case)) != len(self.worst_case)):

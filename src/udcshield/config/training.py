@@ -6,7 +6,8 @@ restorer registry.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from udcshield.config.base import (
@@ -19,21 +20,70 @@ from udcshield.config.base import (
     positive,
 )
 
-__all__ = ["FinetuneConfig", "ModelSpec", "PurifierConfig", "TrainConfig"]
+__all__ = ["FinetuneConfig", "ModelSpec", "PurifierConfig", "TrainConfig", "replicate_name"]
+
+_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+_FACTORY_REFERENCE = re.compile(rf"{_IDENT}(?:\.{_IDENT})*:{_IDENT}(?:\.{_IDENT})*")
+_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+
+
+def replicate_name(label: str, seed: int) -> str:
+    """Identity of the training run of model ``label`` with training seed ``seed``: ``label`` itself for seed 0,
+    ``<label>-seed<seed>`` otherwise (its stage units, folders and record rows)."""
+    return label if seed == 0 else f"{label}-seed{seed}"
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """One restorer to study: a registered architecture name and its constructor kwargs (e.g. ``size``)."""
+    """One restorer to study: its architecture, constructor kwargs, identity, and optionally given weights.
 
-    name: str = option(doc="Registered restorer name, e.g. `resunet`, `discnet`, `uformer` "
-                           "(see `udcshield.models.list_restorers()`).")
+    ``name`` is a registered restorer, an entry point of the group ``udcshield.restorers``, or a factory
+    reference ``"module:callable"`` (a model from outside the package). ``label`` is the model's identity
+    in paths, stage units and reports (``data/restorers/<label>``); it defaults to ``name`` and is required
+    for a ``module:callable`` reference. ``weights`` (a ``.safetensors`` file or a PyTorch state dict
+    ``.pt`` / ``.pth``) initialise the model; with ``train: false`` the train stage saves them unchanged.
+    """
+
+    name: str = option(doc="Restorer: a registered name, e.g. `resunet`, `discnet`, `uformer` (see "
+                           "`udcshield.models.list_restorers()`), an entry point of the group `udcshield.restorers`, "
+                           "or a factory reference `module:callable` (then `label` is required).")
     kwargs: dict[str, Any] = option(factory=dict, doc="Constructor keyword arguments of the restorer, e.g. "
                                                       "`{size: tiny}` or `{base_channels: 16, depth: 2}`.")
+    label: str | None = option(
+        None, "The model's identity in paths, stage units and reports (`data/restorers/<label>`): letters, digits, "
+              "`_` and `-`. null = `name`; required when `name` is a `module:callable` reference.")
+    weights: str | None = option(
+        None, "Given initial weights: a `.safetensors` file or a PyTorch state dict `.pt` / `.pth` (read with "
+              "`weights_only=True`), loaded strictly (every key and shape must match the model). null = random "
+              "initialisation.")
+    train: bool = option(
+        True, "Whether the train stage optimises this model (from `weights` when given: fine-tuning). false needs "
+              "`weights`: the stage then saves the given weights as the model's checkpoint, untrained.")
+
+    def __post_init__(self) -> None:
+        if self.label is None and isinstance(self.name, str) and self.name and ":" not in self.name:
+            object.__setattr__(self, "label", self.name)  # a registered or entry-point name is its own label
 
     def validate(self, where: str) -> None:
         if not self.name:
             raise ConfigError(f"{where}.name must be a non-empty restorer name")
+        if ":" in self.name:
+            if not _FACTORY_REFERENCE.fullmatch(self.name):
+                raise ConfigError(f"{where}.name {self.name!r} must be a registered restorer, an entry point name, or "
+                                  "a factory reference 'module:callable' (dotted Python identifiers, e.g. "
+                                  "'mypkg.nets:make_net')")
+            if self.label is None:
+                raise ConfigError(f"{where}.label is required when {where}.name is a factory reference "
+                                  f"({self.name!r}): the model's identity in paths and reports, e.g. "
+                                  f"{self.name.rpartition(':')[2].rpartition('.')[2]!r}")
+        if self.label is not None and self.label != self.name and not _LABEL.fullmatch(self.label):
+            raise ConfigError(f"{where}.label {self.label!r} must be letters, digits, '_' and '-' (starting with a "
+                              "letter or digit): it names folders and stage units")
+        if self.weights is not None and not self.weights.strip():
+            raise ConfigError(f"{where}.weights must be a path to a weights file or null, got {self.weights!r}")
+        if not self.train and self.weights is None:
+            raise ConfigError(f"{where}.train is false but {where}.weights is not set: a model that is not trained "
+                              "needs given weights (a .safetensors file or a .pt/.pth state dict)")
 
 
 @dataclass(frozen=True)
@@ -60,9 +110,18 @@ class TrainConfig:
     flips: bool = option(True, "Random horizontal and vertical flips of the crops.")
     color_jitter: float = option(
         0.05, "Per-channel gains drawn in [1 - j, 1 + j], j in [0, 1), applied to input and target alike (0 = off).")
+    seeds: tuple[int, ...] = option(
+        (0,), "Training runs per restorer: seed 0 is the restorer itself (`<label>`); every other seed s trains a "
+              "replicate `<label>-seed<s>` (own initial weights and batches) that is attacked, purified, fine-tuned "
+              "and evaluated like it, and the report adds the spread across runs. Seed 0 keeps the random streams "
+              "of a run without replicates.")
 
     def validate(self, where: str) -> None:
         positive(self, where, "iterations", "batch_size", "crop_size", "lr")
+        if not self.seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in self.seeds):
+            raise ConfigError(f"{where}.seeds must be a non-empty list of ints >= 0, got {list(self.seeds)}")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"{where}.seeds lists a seed twice: {list(self.seeds)}")
         non_negative(self, where, "lr_min", "color_jitter", "perceptual_weight")
         lr_range(self, where)
         jitter_range(self, where)
@@ -72,15 +131,30 @@ class TrainConfig:
                               "file (no weights are downloaded)")
         if not self.models:
             raise ConfigError(f"{where}.models must list at least one restorer")
-        names = [m.name for m in self.models]
-        if len(set(names)) != len(names):
-            raise ConfigError(f"{where}.models lists a restorer twice: {names}")
         for i, spec in enumerate(self.models):
             spec.validate(f"{where}.models[{i}]")
+        labels = [m.label for m in self.models]
+        if len(set(labels)) != len(labels):
+            raise ConfigError(f"{where}.models lists a restorer twice (labels {labels}): give each a distinct `label`")
+        runs = [m.label for m in self.runs()]
+        if len(set(runs)) != len(runs):
+            raise ConfigError(f"{where}.seeds: the replicate names {runs} collide with a model's label")
 
-    def spec(self, name: str) -> ModelSpec:
-        """The spec of model ``name``."""
-        return next(m for m in self.models if m.name == name)
+    def runs(self) -> tuple[ModelSpec, ...]:
+        """Every training run: each model of ``models`` once per seed of ``seeds`` (model-major), its ``label``
+        set to :func:`replicate_name` of the seed. Downstream stages iterate these."""
+        return tuple(replace(m, label=replicate_name(str(m.label), s)) for m in self.models for s in self.seeds)
+
+    def run(self, label: str) -> ModelSpec:
+        """The training run whose label is ``label`` (KeyError naming it and the known runs if none)."""
+        found = {m.label: m for m in self.runs()}
+        if label not in found:
+            raise KeyError(f"no restorer {label!r} in train.models x train.seeds (runs: {sorted(found)})")
+        return found[label]
+
+    def seed_groups(self) -> dict[str, list[str]]:
+        """{model label: labels of its runs, one per seed of ``seeds``, in order}."""
+        return {str(m.label): [replicate_name(str(m.label), s) for s in self.seeds] for m in self.models}
 
 
 @dataclass(frozen=True)

@@ -2,12 +2,14 @@
 
 Both images are clamped to [0, 1], quantized to 8 bit (round(x * 255)) and compared over RGB in the
 0..255 range, as in BasicSR's calculate_psnr / calculate_ssim used by DISCNet and by Song et al.
-(arXiv 2402.13629). Computation runs in float64 with torch.
+(arXiv 2402.13629). Computation runs in float64 with torch. LPIPS (:func:`lpips_distance`) scores the same
+8-bit images, mapped back to [0, 1] (k / 255), with a given LPIPS network in float32.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -16,6 +18,8 @@ import torch.nn.functional as F
 PSNR_CAP_DB: float = 100.0
 SSIM_WINDOW: int = 11
 SSIM_SIGMA: float = 1.5
+#: Metrics where a lower value is better (a distance): their worst case over attacks is the maximum.
+LOWER_IS_BETTER: frozenset[str] = frozenset({"lpips"})
 
 ImageLike = torch.Tensor | np.ndarray
 
@@ -110,3 +114,33 @@ def ssim(output: ImageLike, target: ImageLike) -> torch.Tensor:
     s12 = filt(out * tgt) - mu12
     ssim_map = ((2 * mu12 + c1) * (2 * s12 + c2)) / ((mu1_sq + mu2_sq + c1) * (s1 + s2 + c2))
     return ssim_map.mean(dim=(2, 3)).mean(dim=1)
+
+
+def worse(metric: str) -> Callable[..., float]:
+    """``max`` for a metric where lower is better (:data:`LOWER_IS_BETTER`, e.g. ``lpips``), else ``min``: the
+    function picking the worst of several values of ``metric``."""
+    return max if metric in LOWER_IS_BETTER else min
+
+
+def lpips_distance(output: ImageLike, target: ImageLike,
+                   net: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """Per-image LPIPS distance (Zhang et al., CVPR 2018) under the SYNTH convention.
+
+    Both images are clamped to [0, 1] and quantized to 8 bit like PSNR and SSIM (:func:`to_8bit`), mapped back
+    to [0, 1] (k / 255) and scored in float32 by ``net`` on the device of its parameters.
+
+    Args:
+        output, target: B x 3 x H x W (or 3 x H x W) in [0, 1] (clamped), numpy or torch; H, W >= 31 for the
+            AlexNet trunk.
+        net: an LPIPS module, e.g. :class:`udcshield.attacks.lpips.LPIPS` (``net(a, b)`` -> (B,) distances).
+
+    Returns:
+        float64 tensor (B,) on the CPU: >= 0 for non-negative linear weights (about 0..1 for the reference
+        weights), 0 for identical images; lower is better.
+    """
+    out, tgt = _pair(output, target)
+    param = next(iter(net.parameters()), None) if isinstance(net, torch.nn.Module) else None
+    device = out.device if param is None else param.device
+    with torch.no_grad():
+        d = net((out / 255.0).to(device, torch.float32), (tgt / 255.0).to(device, torch.float32))
+    return d.detach().to("cpu", torch.float64).reshape(out.shape[0])

@@ -14,6 +14,10 @@ the ``model.safetensors`` bytes actually written; every load recomputes it and r
 altered or swapped afterwards, and refuses a ``config.json`` that records no digest (an older checkpoint,
 to be re-saved or retrained). Loading never unpickles: a ``.pt``, ``.pth``, ``.bin``, ``.pkl`` or
 ``.ckpt`` file is refused with an explanation.
+
+Given weights from elsewhere (a user's own model, ``train.models[i].weights``) are read by
+:func:`read_weights_file`: a ``.safetensors`` file, or a PyTorch state dict ``.pt`` / ``.pth`` read with
+``torch.load(..., weights_only=True)`` (tensors and plain containers only, no code).
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from udcshield.models.registry import create_restorer, list_restorers
+from udcshield.models.registry import create_restorer, resolve_restorer
 from udcshield.store.hashing import file_sha256
 
 __all__ = [
@@ -43,6 +47,10 @@ __all__ = [
     "write_checkpoint_folder",
     "read_checkpoint_folder",
     "load_state_dict_strict",
+    "state_dict_mismatch",
+    "read_weights_file",
+    "load_weights_file",
+    "WEIGHTS_SUFFIXES",
     "DIGEST_KEY",
 ]
 
@@ -52,6 +60,8 @@ FORMAT_NAME = "udcshield-checkpoint"
 FORMAT_VERSION = 1
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt")
 DIGEST_KEY = "weights_sha256"
+#: Suffixes :func:`read_weights_file` accepts (safetensors; PyTorch state dicts read with weights_only=True).
+WEIGHTS_SUFFIXES = (".safetensors", ".pt", ".pth")
 _HEX_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -211,25 +221,87 @@ def _file_identity(path: Path) -> tuple[int, int, int, int]:
     return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
-def load_state_dict_strict(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str) -> None:
-    """Load ``state_dict`` into ``model``; on any missing/unexpected key or shape mismatch raise a
-    ``ValueError`` naming ``source`` and the offending tensors (restorers of Zhou et al. 2021, DDPM of
-    Ho et al. 2020)."""
-    expected = model.state_dict()
+def state_dict_mismatch(expected: dict[str, torch.Tensor], state_dict: dict[str, torch.Tensor]) -> str | None:
+    """How ``state_dict`` fails to fit ``expected`` (a model's state dict, meta tensors allowed): missing,
+    unexpected and mis-shaped tensors (the first five of each, by key), or None when it fits exactly."""
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected))
     shapes = [f"{k}: file {tuple(state_dict[k].shape)} vs model {tuple(expected[k].shape)}"
               for k in sorted(set(expected) & set(state_dict)) if state_dict[k].shape != expected[k].shape]
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"missing {missing[:5]}{' ...' if len(missing) > 5 else ''}")
-        if unexpected:
-            parts.append(f"unexpected {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
-        if shapes:
-            parts.append(f"shape mismatch {shapes[:5]}")
-        raise ValueError(f"weights in {source} do not match the architecture: " + "; ".join(parts))
+    if not (missing or unexpected or shapes):
+        return None
+    parts = []
+    if missing:
+        parts.append(f"missing {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+    if unexpected:
+        parts.append(f"unexpected {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
+    if shapes:
+        parts.append(f"shape mismatch {shapes[:5]}")
+    return "; ".join(parts)
+
+
+def load_state_dict_strict(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str) -> None:
+    """Load ``state_dict`` into ``model``; on any missing/unexpected key or shape mismatch raise a
+    ``ValueError`` naming ``source`` and the offending tensors (restorers of Zhou et al. 2021, DDPM of
+    Ho et al. 2020)."""
+    problem = state_dict_mismatch(model.state_dict(), state_dict)
+    if problem is not None:
+        raise ValueError(f"weights in {source} do not match the architecture: {problem}")
     model.load_state_dict(state_dict, strict=True)
+
+
+def read_weights_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """The state dict stored in ``path``: name -> CPU tensor (float weights finite).
+
+    ``.safetensors`` files are read with safetensors; ``.pt`` / ``.pth`` files with
+    ``torch.load(path, map_location="cpu", weights_only=True)``, which restores tensors and plain
+    containers only and refuses anything that would run code. The file must hold a flat mapping of
+    string keys to tensors (a state dict, not a whole pickled model or a training checkpoint wrapping one).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist (the message names it).
+        ValueError: another suffix, a file that does not parse, a value that is not a tensor, or
+            non-finite float weights; the message names the file and the key.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file {path} does not exist" if not path.exists()
+                                else f"weights file {path} is not a file")
+    suffix = path.suffix.lower()
+    if suffix not in WEIGHTS_SUFFIXES:
+        raise ValueError(f"weights file {path}: unsupported suffix {path.suffix!r}; expected one of "
+                         f"{list(WEIGHTS_SUFFIXES)} (a safetensors file or a PyTorch state dict)")
+    try:
+        if suffix == ".safetensors":
+            loaded: Any = load_file(str(path), device="cpu")
+        else:
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any parse failure (incl. weights_only refusals) is a bad file
+        raise ValueError(f"weights file {path} cannot be read as {suffix} weights: {type(err).__name__}: "
+                         f"{str(err).splitlines()[0] if str(err) else ''}") from None
+    if not isinstance(loaded, dict):
+        raise ValueError(f"weights file {path} holds a {type(loaded).__name__}, not a state dict "
+                         "(a mapping of parameter names to tensors)")
+    for key, value in loaded.items():
+        if not isinstance(key, str):
+            raise ValueError(f"weights file {path}: key {key!r} is not a string")
+        if not isinstance(value, torch.Tensor):
+            hint = (" (it looks like a checkpoint wrapping the state dict: save the state dict itself)"
+                    if isinstance(value, dict) else "")
+            raise ValueError(f"weights file {path}: {key!r} is a {type(value).__name__}, not a tensor{hint}")
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise ValueError(f"weights file {path}: {key!r} holds NaN or infinite values")
+    return dict(loaded)
+
+
+def load_weights_file(model: nn.Module, path: str | os.PathLike[str]) -> nn.Module:
+    """Load the weights file ``path`` (:func:`read_weights_file`) into ``model`` strictly and return it.
+
+    Every tensor of ``model``'s state dict must be in the file with the same shape, and the file must hold
+    no other; otherwise ``ValueError`` naming ``path`` and the keys (:func:`load_state_dict_strict`).
+    """
+    load_state_dict_strict(model, read_weights_file(path), str(path))
+    return model
 
 
 def save_checkpoint(model: nn.Module, directory: Path, extra: dict[str, Any] | None = None) -> None:
@@ -255,15 +327,20 @@ def load_checkpoint(directory: str | os.PathLike[str], *, device: str | torch.de
     The weights are verified before use (see :func:`read_checkpoint_folder`): their SHA-256 must equal
     the ``"weights_sha256"`` recorded in ``config.json`` at save time.
 
+    ``architecture`` is a registered name, an entry point of the group ``udcshield.restorers`` or a factory
+    reference ``"module:callable"``, which is imported (:func:`udcshield.models.registry.resolve_restorer`:
+    only ``nn.Module`` subclasses and functions annotated to return one are called).
+
     Raises ``FileNotFoundError`` (missing folder or files), ``ValueError`` (pickle instead of
-    safetensors, unknown architecture, weights that do not fit the architecture, corrupt files, weights
+    safetensors, unknown architecture or a factory that does not import, weights that do not fit the architecture, corrupt files, weights
     altered or swapped after saving, a ``config.json`` with no recorded digest).
     """
     config, state_dict = read_checkpoint_folder(directory, kind="restorer", device="cpu")
     architecture = config["architecture"]
-    if architecture not in list_restorers():
-        raise ValueError(f"checkpoint {directory} uses unknown architecture {architecture!r}; "
-                         f"available: {', '.join(list_restorers())}")
+    try:
+        resolve_restorer(architecture)
+    except ValueError as err:
+        raise ValueError(f"checkpoint {directory} uses unknown architecture {architecture!r}: {err}") from None
     try:
         model = create_restorer(architecture, **config["kwargs"])
     except (TypeError, ValueError) as err:

@@ -430,7 +430,7 @@ STAGE = AdaptiveStage(
     name="adaptive",
     desc="Adaptive attacks through the purifier (PGD/APGD with BPDA or full gradients, EOT), the stochastic "
          "defense scored over draws, gradient-masking checks",
-    params=("seed", "attack", "adaptive", "purify", "train.models"),
+    params=("seed", "attack", "adaptive", "purify", "train.models", "train.seeds"),
     deps=("data/simulated/test.zarr", "data/attack", "data/restorers", "data/finetuned", "data/purifier"),
     outs=("data/adaptive/adversarial.zarr", "data/adaptive/records.csv", {"data/adaptive/checks.json": {"cache": False}}),
     metrics=({"data/adaptive/metrics.json": {"cache": False}},),

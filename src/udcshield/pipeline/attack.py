@@ -379,7 +379,7 @@ STAGE = AttackStage(
     name="attack",
     desc="Craft every adversarial test set (restorer variant x attack x budget) on the bare restorers, "
          "shard by shard",
-    params=("accel", "seed", "attack", "train.models"),
+    params=("accel", "seed", "attack", "train.models", "train.seeds"),
     deps=("data/simulated", "data/restorers", "data/finetuned"),
     outs=("data/attack",),
     sections=("attack",),

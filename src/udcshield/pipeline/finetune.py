@@ -149,7 +149,7 @@ class FinetuneStage(Stage):
     one unit per restorer: load its base checkpoint, fine-tune in ``finetune.mode``, save."""
 
     def plan(self, ctx: StageContext) -> list[Unit]:
-        return [Unit(f"fit-finetuned-{spec.name}", spec.name) for spec in ctx.params.train.models]
+        return [Unit(f"fit-finetuned-{spec.label}", spec.label) for spec in ctx.params.train.runs()]
 
     def prepare(self, ctx: StageContext) -> tuple[Pairs, Pairs | None]:
         return training_sets(ctx.params, ctx.layout, ctx.device)
@@ -168,7 +168,7 @@ class FinetuneStage(Stage):
 STAGE = FinetuneStage(
     name="finetune",
     desc="Fine-tune every restorer in finetune.mode (purified inputs, adversarial, TRADES or mixed)",
-    params=("seed", "finetune", "train.models", "train.perceptual_weight", "train.vgg_weights_path"),
+    params=("seed", "finetune", "train.models", "train.seeds", "train.perceptual_weight", "train.vgg_weights_path"),
     deps=("data/simulated/train.zarr", "data/restorers", "data/purifier"),
     outs=("data/finetuned",),
     plots=({"data/logs/finetune": {"x": "step", "y": "loss", "cache": False}},),

@@ -24,6 +24,9 @@ CLEAN = "clean"
 DEFENSES: tuple[str, ...] = ("none", "purified")
 #: Transfer cells: attack ``<attack>@<surrogate model>/<variant>`` is a set crafted on another restorer.
 TRANSFER = "@"
+#: Record label of the identity "restorer": the raw UDC input scored against its ground truth (clean test
+#: images, no defense), the baseline every restorer starts from. No ``:``, so no restorer variant's label.
+INPUT_MODEL = "input"
 
 
 @dataclass(frozen=True, order=True)
@@ -82,10 +85,10 @@ def model_label(source: str) -> str:
 
 
 def restorers(params: Params) -> Iterator[str]:
-    """Every attacked restorer variant ``<model>/<variant>`` (models of ``train.models`` x ``attack.models``)."""
-    for spec in params.train.models:
+    """Every attacked restorer variant ``<model>/<variant>`` (labels of ``train.models`` x ``attack.models``)."""
+    for spec in params.train.runs():
         for variant in params.attack.models:
-            yield f"{spec.name}/{variant}"
+            yield f"{spec.label}/{variant}"
 
 
 def conditions(params: Params) -> Iterator[tuple[str, AttackSpec, int]]:

@@ -169,7 +169,7 @@ class PurifyStage(ShardedStage):
 STAGE = PurifyStage(
     name="purify",
     desc="Diffusion-purify the clean test inputs and every adversarial set (non-adaptive), shard by shard",
-    params=("accel", "seed", "attack", "train.models", "purify"),
+    params=("accel", "seed", "attack", "train.models", "train.seeds", "purify"),
     deps=("data/simulated/test.zarr", "data/attack", "data/purifier"),
     outs=("data/purify",),
     distributed=True,

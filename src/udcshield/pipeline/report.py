@@ -4,8 +4,9 @@ The report reads records, stores and the adaptive and sweep stages' output files
 image-grid restorations come from the evaluate stage's grid store). Files in ``data/report``:
 
 - ``report.json``: everything the report shows (:func:`udcshield.pipeline.report_data.build_report_data`):
-  robustness tables, worst case per restorer, the adaptive defense grid (means with their 95 % bootstrap
-  intervals), paired per-image PSNR comparisons between settings, transfer, sanity checks (PSNR
+  robustness tables, worst case per restorer, the raw input beside each restorer on the clean test images with
+  the restorer's paired PSNR gain over it (:mod:`udcshield.pipeline.report_input`), the adaptive defense grid
+  (means with their 95 % bootstrap intervals), paired per-image PSNR comparisons between settings, transfer, sanity checks (PSNR
   non-increasing in the budget, stored budgets respected, gradient-masking flags), attack cost, the
   purifier sweep, captions, figure paths and provenance (artifact digests, params hash, code and library
   versions, dvc.lock outputs).
@@ -132,7 +133,7 @@ STAGE = ReportStage(
     name="report",
     desc="Robustness report: report.json computed once from the stage outputs, rendered as report.md and a "
          "self-contained report.html",
-    params=("attack", "evaluate", "report", "adaptive", "train.models", "simulate.optics", "simulate.patch_size"),
+    params=("attack", "evaluate", "report", "adaptive", "train.models", "train.seeds", "simulate.optics", "simulate.patch_size"),
     deps=("data/evaluate/records.csv", "data/evaluate/grid.zarr", "data/adaptive/records.csv",
           "data/adaptive/metrics.json", "data/adaptive/checks.json", "data/sweep/sweep.csv", "data/sweep/summary.md", "data/attack",
           "data/purify", "data/simulated", "data/restorers", "data/finetuned", "data/purifier"),

@@ -9,7 +9,8 @@ dict alone; ordered content is held in lists, so a round trip through JSON (sort
 Means come with their 95 % percentile bootstrap intervals over the test images (stored beside them by
 :func:`udcshield.pipeline.summary.means`); ``paired`` holds paired per-image PSNR differences between
 settings with their intervals (Efron & Tibshirani 1993, "An Introduction to the Bootstrap";
-:mod:`udcshield.evaluation.statistics`).
+:mod:`udcshield.evaluation.statistics`); ``input_baseline`` the raw UDC input beside each restorer on the clean
+test images, with the restorer's paired PSNR gain over it (:mod:`udcshield.pipeline.report_input`).
 
 Sanity checks (budgets, gradient masking): :mod:`udcshield.pipeline.report_checks`.
 """
@@ -25,7 +26,7 @@ import torch
 from udcshield.attacks.budget import UNBOUNDED
 from udcshield.attacks.registry import attack_label, budget_mode
 from udcshield.config import Params
-from udcshield.evaluation.metrics import psnr
+from udcshield.evaluation.metrics import psnr, worse
 from udcshield.evaluation.records import read_records_csv
 from udcshield.evaluation.statistics import LEVEL, RESAMPLES, cell_seed, paired_difference, per_image
 from udcshield.evaluation.tables import SWEEP_TABLE_HEADER, read_sweep_rows, sweep_cells
@@ -37,7 +38,9 @@ from udcshield.pipeline.report_provenance import (adaptive_checks_path, adaptive
                                                   sweep_summary_path)
 from udcshield.pipeline.report_checks import sanity_checks
 from udcshield.pipeline.report_headline import headline
+from udcshield.pipeline.report_input import input_baseline, metric_header
 from udcshield.pipeline.report_minnorm import minimum_norm
+from udcshield.pipeline.report_seeds import seed_spread
 from udcshield.pipeline.worst_case import attach_convergence
 from udcshield.pipeline.summary import interval, means
 from udcshield.store.zarr_io import read_images, store_attrs
@@ -62,15 +65,16 @@ def attacked_conditions(params: Params) -> list[tuple[str, int]]:
 def robustness(params: Params, summary: dict[str, Any]) -> dict[str, Any]:
     """Per model and metric: one row per (restorer variant, defense) with the mean over the test images for
     clean and each attack x budget (``summary``: :func:`udcshield.pipeline.summary.means`), ``intervals``: the
-    95 % interval [low, high] of each (None where absent); ``worst``: the lowest attacked value of the row."""
+    95 % interval [low, high] of each (None where absent); ``worst``: the worst attacked value of the row (the
+    lowest; the highest for a metric where lower is better, LPIPS)."""
     conds = [{"key": CLEAN, "label": CLEAN}] + [{"key": f"{a}_{b}", "label": attack_label(a, b)}
                                                  for a, b in attacked_conditions(params)]
     tables = []
-    for spec in params.train.models:
+    for spec in params.train.runs():
         for metric in params.evaluate.metrics:
             rows = []
             for source in restorers(params):
-                if source.split("/")[0] != spec.name:
+                if source.split("/")[0] != spec.label:
                     continue
                 for defense in DEFENSES:
                     cells = summary.get(model_label(source), {}).get(defense, {})
@@ -78,10 +82,9 @@ def robustness(params: Params, summary: dict[str, Any]) -> dict[str, Any]:
                     attacked = [v for v in vals[1:] if v is not None]
                     rows.append({"source": source, "model": model_label(source), "variant": source.split("/")[1],
                                  "defense": defense, "defense_label": defense_label(source, defense),
-                                 "values": vals, "worst": min(attacked) if attacked else None,
+                                 "values": vals, "worst": worse(metric)(attacked) if attacked else None,
                                  "intervals": [interval(cells.get(c["key"]), metric) for c in conds]})
-            tables.append({"model": spec.name, "metric": metric, "rows": rows,
-                           "unit": "PSNR (dB)" if metric == "psnr" else metric.upper()})
+            tables.append({"model": spec.label, "metric": metric, "rows": rows, "unit": metric_header(metric)})
     return {"conditions": conds, "metrics": list(params.evaluate.metrics), "tables": tables}
 
 
@@ -124,7 +127,7 @@ def worst_cases(params: Params, summary: dict[str, Any], adaptive_summary: dict[
                      "adaptive": None if adapt is None else {
                          "psnr": adapt[0], "condition": adapt[1],
                          "ci": interval(adaptive_summary[m]["purified"][adapt[1]], "psnr_worst_draw")}})
-    models = [spec.name for spec in params.train.models]
+    models = [spec.label for spec in params.train.runs()]
     by_source = {r["source"]: r for r in rows}
     series = []
     for label, variant, k, what in (("clean, undefended", "base", 0, "clean"),
@@ -227,21 +230,21 @@ def paired(params: Params, records: list[dict[str, Any]], metric: str = "psnr") 
                 (r["image_id"], r["value"]))
     conds = [(CLEAN, CLEAN)] + [(f"{a}_{b}", attack_label(a, b)) for a, b in attacked_conditions(params)]
     rows = []
-    for spec in params.train.models:
+    for spec in params.train.runs():
         for cond, cond_text in conds:
             for name, *sides in PAIRS:
-                keys = [(model_label(f"{spec.name}/{v}"), d, cond) for v, d in sides]
+                keys = [(model_label(f"{spec.label}/{v}"), d, cond) for v, d in sides]
                 if not all(cells.get(k) for k in keys):
                     continue
                 (ids_a, a), (ids_b, b) = (per_image(cells[k]) for k in keys)
                 if ids_a != ids_b:
                     raise ValueError(f"paired comparison {name}: cells {keys[0]} and {keys[1]} hold different images")
-                label = f"paired|{spec.name}|{name}|{cond}|{metric}"
+                label = f"paired|{spec.label}|{name}|{cond}|{metric}"
                 stats = paired_difference(a, b, cell_seed(params.seed, label))
                 low, high = round(stats["ci_low"], 4), round(stats["ci_high"], 4)
-                rows.append({"model": spec.name, "comparison": name, "condition": cond, "condition_label": cond_text,
-                             "a": defense_label(f"{spec.name}/{sides[0][0]}", sides[0][1]),
-                             "b": defense_label(f"{spec.name}/{sides[1][0]}", sides[1][1]),
+                rows.append({"model": spec.label, "comparison": name, "condition": cond, "condition_label": cond_text,
+                             "a": defense_label(f"{spec.label}/{sides[0][0]}", sides[0][1]),
+                             "b": defense_label(f"{spec.label}/{sides[1][0]}", sides[1][1]),
                              "mean": round(stats["mean"], 4), "ci_low": low, "ci_high": high, "n": stats["n"],
                              "excludes_zero": low > 0 or high < 0})
     return {"metric": metric, "unit": "dB" if metric == "psnr" else "", "level": LEVEL, "resamples": RESAMPLES,
@@ -311,9 +314,9 @@ def captions(params: Params, n_images: int) -> dict[str, str]:
     o = params.simulate.optics
     size = params.simulate.patch_size
     return {
-        "setup": f"Restorers {', '.join(f'`{m.name}`' for m in params.train.models)} on {n_images} test images "
+        "setup": f"Restorers {', '.join(f'`{m.label}`' for m in params.train.runs())} on {n_images} test images "
                  f"({o.mask} display mask, {size}x{size}).",
-        "subtitle": f"Restorers {', '.join(m.name for m in params.train.models)} on {n_images} test images, "
+        "subtitle": f"Restorers {', '.join(m.label for m in params.train.runs())} on {n_images} test images, "
                     f"{o.mask} display mask, {size}x{size} patches. Budgets in units of 1/256.",
         "attacks": "Attacks: " + "; ".join(f"{s.name} at {', '.join(map(str, sorted(s.budgets)))}"
                                            for s in params.attack.attacks),
@@ -340,10 +343,11 @@ def build_report_data(params: Params, layout: Layout) -> dict[str, Any]:
     report_dir = layout.report.parent
     return {
         "schema": SCHEMA, "title": TITLE, "captions": captions(params, n_images),
-        "setup": {"models": [m.name for m in params.train.models], "sources": list(restorers(params)),
+        "setup": {"models": [m.label for m in params.train.runs()], "sources": list(restorers(params)),
                   "n_images": n_images, "metrics": list(params.evaluate.metrics),
                   "attacks": [{"name": s.name, "budgets": sorted(s.budgets)} for s in params.attack.attacks]},
         "headline": headline(params, summary, adaptive_summary),
+        "input_baseline": input_baseline(params, summary, records, defense_label),
         "robustness": robustness(params, summary),
         "worst_cases": worst_cases(params, summary, adaptive_summary),
         "curves": curves(params, summary),
@@ -357,5 +361,6 @@ def build_report_data(params: Params, layout: Layout) -> dict[str, Any]:
         "figures": {"mask": (report_dir / "mask.png").as_posix(), "psf": (report_dir / "psf.png").as_posix(),
                     "html": (report_dir / "report.html").as_posix()},
         "paired": paired(params, records),
+        "seed_spread": seed_spread(params, records),
         "provenance": provenance(params, layout),
     }

@@ -15,7 +15,9 @@ from udcshield.attacks.budget import budget_label
 from udcshield.evaluation import html as H
 from udcshield.evaluation.tables import ci_text, cond_label
 from udcshield.pipeline.report_headline import headline_section
+from udcshield.pipeline.report_input import input_section
 from udcshield.pipeline.report_minnorm import minimum_norm_section
+from udcshield.pipeline.report_seeds import seed_spread_section
 from udcshield.pipeline.report_markdown import PAIRED_HEADER, adaptive_cell, paired_cells, paired_intro
 
 Data = Mapping[str, Any]
@@ -207,8 +209,8 @@ def provenance_footer(data: Data) -> str:
 
 def render_html(data: Data, figures: Figures) -> str:
     """The self-contained HTML report (one string; every image an embedded PNG from ``figures``)."""
-    sections = [headline_section(data), summary_section(data, figures), tables_section(data),
-                minimum_norm_section(data), paired_section(data),
+    sections = [headline_section(data), input_section(data), summary_section(data, figures), tables_section(data),
+                minimum_norm_section(data), paired_section(data), seed_spread_section(data),
                 curves_section(data, figures), grids_section(data, figures), adaptive_section(data),
                 transfer_section(data), sweep_section(data), cost_section(data), optics_section(data, figures),
                 checks_section(data)]

@@ -13,7 +13,9 @@ from typing import Any
 from udcshield.attacks.budget import budget_label
 from udcshield.evaluation.tables import ci_text, paired_statement, signed_db, sweep_markdown
 from udcshield.pipeline.report_headline import headline_lines
+from udcshield.pipeline.report_input import input_lines
 from udcshield.pipeline.report_minnorm import minimum_norm_lines
+from udcshield.pipeline.report_seeds import seed_spread_lines
 from udcshield.pipeline.summary import interval
 
 Data = Mapping[str, Any]
@@ -187,8 +189,9 @@ def render_markdown(data: Data) -> str:
              f"{data['captions']['setup']} PSNR/SSIM: tone-mapped, clamped to [0,1], 8-bit, RGB. "
              "Budgets in units of 1/256. Means are shown as `mean [low, high]`: the 95 % percentile bootstrap "
              "interval of the mean over the test images.", "", NON_ADAPTIVE_WARNING, ""]
-    for section in (headline_lines, robustness_lines, minimum_norm_lines, glance_lines, paired_lines, adaptive_lines,
-                    transfer_lines, sweep_lines, checks_lines, cost_lines, optics_lines, provenance_lines):
+    for section in (headline_lines, input_lines, robustness_lines, minimum_norm_lines, glance_lines, paired_lines,
+                    seed_spread_lines, adaptive_lines, transfer_lines, sweep_lines, checks_lines, cost_lines,
+                    optics_lines, provenance_lines):
         lines += section(data)
     return "\n".join(lines).rstrip("\n") + "\n"
 

@@ -215,11 +215,11 @@ def measure_sweep(params: Params, layout: Layout, device: torch.device,
         if t_star > purifier.num_train_timesteps:
             raise ConfigError(f"sweep.t_stars: {t_star} exceeds the purifier's {purifier.num_train_timesteps} "
                               "diffusion steps")
-    total = len(params.train.models) * len(cfg.t_stars) * len(cfg.samplers) * len(SETS) * cfg.draws * n
+    total = len(params.train.runs()) * len(cfg.t_stars) * len(cfg.samplers) * len(SETS) * cfg.draws * n
     meter = ProgressMeter(total=total, label="sweep", emit=progress) if progress is not None else None
     rows = []
-    for spec_model in params.train.models:
-        name = spec_model.name
+    for spec_model in params.train.runs():
+        name = spec_model.label
         restorer = load_checkpoint(layout.restorer(name), device=device).eval()
         verified_digest(layout.adversarial, adversarial_set(params, name))  # the whole array, then n rows
         adv = torch.from_numpy(read_images(layout.adversarial, adversarial_set(params, name), rows=slice(0, n)))
@@ -299,7 +299,7 @@ STAGE = SweepStage(
     name="sweep",
     desc="Purifier benchmark: t* x sampler (full DDPM, strided DDPM, few-step DDIM) on clean and PGD inputs: "
          "network evaluations, images/s, defended PSNR",
-    params=("seed", "sweep", "attack", "train.models"),
+    params=("seed", "sweep", "attack", "train.models", "train.seeds"),
     deps=("data/simulated/test.zarr", "data/attack", "data/restorers", "data/purifier"),
     outs=({"data/sweep/sweep.csv": {"cache": False}}, {"data/sweep/summary.md": {"cache": False}},
           {"data/sweep/provenance.json": {"cache": False}}),

@@ -4,7 +4,8 @@ AutoAttack (Croce & Hein, ICML 2020) reports, per input, the worst outcome over 
 (APGD, a second white-box attack, the black-box Square attack), not the worst of the attacks' means:
 an image that resists one attack may fall to another. For a restorer the outcome is a distortion, so the
 worst case of image i at budget b is min over the suite's attacks a of PSNR(restorer(x_a,b,i), y_i) (and
-likewise for SSIM), for each restorer variant x defense. These rows join the evaluation records as attack
+likewise for SSIM; the max for a distance such as LPIPS, where lower is better), for each restorer variant x
+defense. These rows join the evaluation records as attack
 ``worst_case``, so they get means and intervals like every other condition, and they are the report's
 headline number.
 
@@ -19,6 +20,7 @@ from typing import Any
 
 from udcshield.attacks.registry import threat_norm
 from udcshield.config import Params
+from udcshield.evaluation.metrics import worse
 from udcshield.pipeline.names import CLEAN, array_name, model_label, restorers
 from udcshield.store.zarr_io import StorePath, store_attrs
 
@@ -35,8 +37,10 @@ def suite(params: Params) -> list[str]:
 
 
 def worst_case_records(params: Params, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One ``worst_case`` record per (restorer, defense, budget, metric, image): the lowest value over the
-    suite's attacks at that budget (``records``: evaluation rows, one per image x metric x cell).
+    """One ``worst_case`` record per (restorer, defense, budget, metric, image): the worst value over the
+    suite's attacks at that budget, the lowest (PSNR, SSIM) or, for a metric where lower is better (LPIPS,
+    :data:`udcshield.evaluation.metrics.LOWER_IS_BETTER`), the highest (``records``: evaluation rows, one per
+    image x metric x cell).
 
     A budget gets a worst case when at least one member was run at it; every image of such a cell must
     have a value for every member run at that budget (else ValueError: a partial suite is not a worst case).
@@ -54,8 +58,9 @@ def worst_case_records(params: Params, records: list[dict[str, Any]]) -> list[di
             if len(values) != len(images):
                 raise ValueError(f"worst case of {model}/{defense} at {budget}/256: attack {attack!r} scored "
                                  f"{len(values)} of {len(images)} images")
+        pick = worse(metric)
         for image in images:
-            value = min(values[image] for values in by_attack.values())
+            value = pick(values[image] for values in by_attack.values())
             out.append({"image_id": image, "model": model, "defense": defense, "attack": WORST_CASE,
                         "budget": budget, "metric": metric, "value": value})
     return out

@@ -15,7 +15,8 @@ library modules refuse on construction (restorers, attacks, the PSF simulator, m
 - ``attack`` (:mod:`udcshield.preflight.attack`): every attack name is registered (or is ``universal``,
   a function), params set only constructor arguments the attack stage does not set itself, the attack
   accepts their values, and the patches are large enough for it;
-- ``evaluate`` (:mod:`udcshield.preflight.evaluate`): every metric can score patches of that size.
+- ``evaluate`` (:mod:`udcshield.preflight.evaluate`): every metric can score patches of that size, and the
+  ``lpips`` metric's local weights (``evaluate.lpips_weights_path``) exist and load.
 
 "The patches" are the stored pairs, ``simulate.patch_size`` pixels square (:mod:`udcshield.preflight.common`).
 Each failure is a :class:`~udcshield.config.ConfigError` naming the dotted key, e.g.
