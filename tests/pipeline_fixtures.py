@@ -3,35 +3,18 @@
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from udcshield.profiles import compose_profile
 
-TINY_OVERRIDES: dict[str, Any] = {
-    "device": "cpu",
-    "simulate": {"train_photos": ["astronaut", "coffee"], "test_photos": ["chelsea"], "patch_size": 32,
-                 "train_patches_per_image": 8, "test_patches_per_image": 4, "scale": 0.25,
-                 "optics": {"support_px": 15}},
-    "train": {"models": [{"name": "resunet_tiny"}], "iterations": 40, "batch_size": 4, "crop_size": 32},
-    "purifier": {"sample_size": 32, "block_out_channels": [8, 16], "iterations": 20, "batch_size": 4,
-                 "crop_size": 32},
-    "finetune": {"t_stars": [5, 10], "num_steps": None, "iterations": 10, "batch_size": 4, "crop_size": 32},
-    "attack": {"attacks": [{"name": "pgd", "budgets": [2, 8], "kwargs": {"steps": 5, "random_start": True}},
-                           {"name": "fgsm", "budgets": [8]}]},
-    "purify": {"t_star": 10, "num_steps": None},
-    "sweep": {"t_stars": [4, 8], "samplers": [{"sampler": "ddpm", "num_steps": None},
-                                              {"sampler": "ddpm", "num_steps": 2},
-                                              {"sampler": "ddim", "num_steps": 1},
-                                              {"sampler": "ddim", "num_steps": 2}],
-              "max_images": 2, "draws": 2},
-}
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def deep_update(base: dict, override: dict) -> dict:
@@ -44,8 +27,14 @@ def deep_update(base: dict, override: dict) -> dict:
     return out
 
 
+@functools.lru_cache(maxsize=1)
+def _tiny() -> dict:
+    return compose_profile("tiny", conf_dir=ROOT / "conf")
+
+
 def tiny_params() -> dict:
-    return deep_update(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY_OVERRIDES)
+    """The ``tiny`` profile (``conf/profile/tiny.yaml`` over ``cpu``), as ``dvc exp run -S profile=tiny`` writes it."""
+    return copy.deepcopy(_tiny())
 
 
 def make_workspace(dest: Path, params: dict | None = None) -> Path:

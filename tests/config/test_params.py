@@ -59,7 +59,7 @@ def test_defaults_are_valid():
 def test_params_yaml_sections_match_dataclass():
     raw = yaml.safe_load(PARAMS_YAML.read_text())
     assert set(raw) == set(to_dict(Params()))
-    assert set(SECTIONS) == set(raw) - {"seed", "device"}
+    assert set(SECTIONS) == set(raw) - {"profile", "seed", "device"}
 
 
 def test_missing_and_malformed_files(tmp_path):

@@ -9,6 +9,7 @@ simulator's limits, image sizes against ``simulate.patch_size``) are in :mod:`ud
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -38,6 +39,9 @@ __all__ = ["SECTIONS", "Params", "load_params", "params_from_dict"]
 class Params:
     """The whole ``params.yaml``: one section per stage (DVC tracks each stage's sections)."""
 
+    profile: str = option(
+        "cpu", "Name of the profile this file was composed from (`conf/profile/<name>.yaml`; `dvc exp run -S "
+               "profile=<name>` recomposes it): a label for lineage, read by no stage.")
     seed: int = option(0, "Root seed of every random draw (>= 0).")
     device: Literal["auto", "cpu", "cuda"] = option(
         "auto", "`auto`: CUDA when present, else CPU (chosen at run time, never stored).")
@@ -58,6 +62,8 @@ class Params:
         """Every section's own checks, then the checks that span sections."""
         if self.seed < 0:
             raise ConfigError(f"seed must be >= 0, got {self.seed}")
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", self.profile):
+            raise ConfigError(f"profile must be a profile name (letters, digits, '_', '-'), got {self.profile!r}")
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if dataclasses.is_dataclass(value):
