@@ -173,10 +173,10 @@ def provenance(run: Run, params: Params) -> dict[str, Any]:
                      "nfiles": now["nfiles"], "matches_lock": entry.get("md5") == now["md5"] if entry else None}
     layout = Layout(run.data)
     folders = {"data/simulated/test.zarr": layout.test_store, "data/purifier": layout.purifier}
-    for spec in params.train.models:
+    for spec in params.train.runs():
         for variant in VARIANTS:
-            folders[f"data/{'restorers' if variant == 'base' else 'finetuned'}/{spec.name}"] = \
-                layout.checkpoint(spec.name, variant)
+            folders[f"data/{'restorers' if variant == 'base' else 'finetuned'}/{spec.label}"] = \
+                layout.checkpoint(spec.label, variant)
     used = {}
     for rel, folder in folders.items():
         tree = tree_md5(folder)
@@ -243,9 +243,9 @@ def nonadaptive(params: Params, layout: Layout, purifier: DiffusionPurifier, dev
     bs = params.evaluate.batch_size
     cells, cost = {}, {}
     clean_purified: torch.Tensor | None = None  # one draw of the clean inputs, shared by every variant
-    for spec in params.train.models:
+    for spec in params.train.runs():
         for variant in VARIANTS:
-            source = f"{spec.name}/{variant}"
+            source = f"{spec.label}/{variant}"
             label = model_label(source)
             model = load_restorer(layout, source).to(device).eval()
             sets: list[tuple[str, str, torch.Tensor]] = [(CLEAN, CLEAN, inputs)]
@@ -298,9 +298,9 @@ def adaptive(params: Params, layout: Layout, purifier: DiffusionPurifier, device
     inputs, targets, ids = inputs[:n], targets[:n], ids[:n]
     eps = budget_to_linf(budget)
     cells, cost = {}, {}
-    for spec in params.train.models:
+    for spec in params.train.runs():
         for variant in VARIANTS:
-            source = f"{spec.name}/{variant}"
+            source = f"{spec.label}/{variant}"
             label = model_label(source)
             restorer = load_restorer(layout, source).to(device).eval()
             sets: list[tuple[str, torch.Tensor]] = [(CLEAN, inputs)]
@@ -435,7 +435,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         part2["seconds"] = round(time.perf_counter() - start, 1)
 
     settings = {
-        "params": str(params_path), "seed": params.seed, "models": [s.name for s in params.train.models],
+        "params": str(params_path), "seed": params.seed, "models": [s.label for s in params.train.runs()],
         "variants": list(VARIANTS), "purify": to_dict(params.purify),
         "nonadaptive": {"attack": "pgd", "budgets": list(args.budgets), "steps": args.pgd_steps,
                         "random_start": True, "alpha": "2.5 * eps / steps (PGD default)", "keep_best": False,
