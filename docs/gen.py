@@ -366,6 +366,7 @@ BENCHMARK_KINDS: dict[str, str] = {
     "dynamic_filter": "python -m benchmarks.dynamic_filter",
     "startup": "python -m benchmarks.startup",
     "store_encoding": "python -m benchmarks.store_encoding",
+    "run": "python -m benchmarks.record_run --root <workspace> --name <name> --log <log>",
 }
 ATTACK_LABELS = {"fgsm": "FGSM", "pgd": "PGD", "bim": "BIM", "mifgsm": "MI-FGSM", "pgd_l2": "PGD-L2",
                  "cw": "C&W-L2", "lpips_pgd": "LPIPS-PGD", "simba": "SimBA", "square": "Square",
@@ -670,9 +671,53 @@ def store_encoding_section(d: Mapping[str, Any]) -> str:
     return "\n".join(out)
 
 
+def _cell(cells: Mapping[str, Any], cond: str, ci: bool = False) -> str:
+    """PSNR mean of one metrics.json cell (``-`` when absent), with its 95 % interval when ``ci``."""
+    c = cells.get(cond) or {}
+    if c.get("psnr") is None:
+        return "-"
+    if ci and c.get("psnr_ci_low") is not None:
+        return f"{c['psnr']:.2f} [{c['psnr_ci_low']:.2f}, {c['psnr_ci_high']:.2f}]"
+    return f"{c['psnr']:.2f}"
+
+
+def run_section(d: Mapping[str, Any]) -> str:
+    """A recorded pipeline run (``benchmarks.record_run``): per restorer its size and PSNR (dB) clean, under the
+    per-image worst case of the attack suite at each budget, and defended at the largest budget; stage times."""
+    ev = d["evaluate"]
+    budgets = sorted({int(c.rsplit("_", 1)[1]) for by_def in ev.values() if isinstance(by_def, dict)
+                      for by_cond in by_def.values() for c in by_cond if c.startswith("worst_case_")})
+    top = budgets[-1] if budgets else None
+    header = ["restorer", "parameters", "input", "clean"] + [f"worst {b}/256" for b in budgets]
+    header += [f"purified, worst {top}/256", f"fine-tuned, worst {top}/256", f"fine-tuned + purified, worst {top}/256"]
+    input_cells = ((ev.get("input") or {}).get("none") or {})
+    rows = []
+    for label in d["models"]:
+        base = ev.get(f"{label}:base", {})
+        ft = ev.get(f"{label}:finetuned", {})
+        name = d.get("architectures", {}).get(label, label)
+        rows.append([f"`{escape(label)}`" + ("" if name == label else f" ({escape(name)})"),
+                     fmt(d.get("parameters", {}).get(label)), _cell(input_cells, "clean"),
+                     _cell(base.get("none", {}), "clean", ci=True)]
+                    + [_cell(base.get("none", {}), f"worst_case_{b}") for b in budgets]
+                    + [_cell(base.get("purified", {}), f"worst_case_{top}", ci=True),
+                       _cell(ft.get("none", {}), f"worst_case_{top}", ci=True),
+                       _cell(ft.get("purified", {}), f"worst_case_{top}", ci=True)])
+    attacks = ", ".join(f"{a['name']} at {', '.join(map(str, a['budgets']))}" for a in d.get("attacks", []))
+    stages = ", ".join(f"{k} {v:.0f} s" for k, v in d.get("stage_seconds", {}).items())
+    wall = d.get("wall_seconds")
+    lines = [f"Profile `{d.get('profile')}`; attacks {attacks}. PSNR (dB), mean over the test images, 95 % "
+             "bootstrap interval in brackets; *worst* is each image's worst PSNR over the attack suite, averaged. "
+             "Purified columns are non-adaptive (attacks crafted on the bare restorer).\n",
+             table(header, rows, "lr" + "r" * (len(header) - 2)), ""]
+    if wall is not None:
+        lines.append(f"Wall time {wall / 60:.1f} min" + (f" (stages: {stages})." if stages else "."))
+    return "\n".join(lines) + "\n"
+
+
 SECTIONS = {"simulate": simulate_section, "models": models_section, "attacks": attacks_section,
             "purify": purify_section, "speed": speed_section, "dynamic_filter": dynamic_filter_section,
-            "startup": startup_section, "store_encoding": store_encoding_section}
+            "startup": startup_section, "store_encoding": store_encoding_section, "run": run_section}
 
 
 def benchmark_sections(results: Mapping[str, Mapping[str, Any]], kind: str) -> str:
@@ -718,7 +763,8 @@ README_END = "<!-- results:end -->"
 
 def readme_results(results: Mapping[str, Mapping[str, Any]]) -> str:
     """The README's results at a glance, from the committed benchmark records: attack strength on the
-    default restorer (``attacks_cpu.json``) and the GPU speed-ups (``speed_cuda.json``)."""
+    default restorer (``attacks_cpu.json``), the GPU speed-ups (``speed_cuda.json``) and the zoo run
+    (``run_zoo_cpu.json``)."""
     out = []
     attacks = results.get("attacks_cpu")
     if attacks:
@@ -763,6 +809,10 @@ def readme_results(results: Mapping[str, Mapping[str, Any]]) -> str:
         if broken:
             out += ["", "\\* its warm-up training diverged in this run (clean PSNR below the input's): its "
                     "speeds count, its PSNR numbers mean nothing."]
+    zoo = results.get("run_zoo_cpu")
+    if zoo:
+        out += ["", f"The study's seven restorers (tiny sizes) and the ResUNet, one `dvc exp run -S profile=zoo` "
+                f"({environment_line(zoo.get('environment') or {})}):", "", run_section(zoo).rstrip("\n")]
     if not out:
         out = ["No benchmark record in `benchmarks/results/`."]
     return "\n".join(out) + "\n"
