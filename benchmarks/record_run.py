@@ -7,8 +7,8 @@ Reads ``<root>/params.yaml`` (its ``profile``, restorers and attacks) and ``<roo
 (the evaluate stage's means with their 95 % intervals), and with ``--log`` the console log of the run, from
 which each stage's wall time is taken: from Prefect's "Beginning flow run '<run>' for flow '<stage>'" line to
 that flow run's "Finished in state" line. Writes ``benchmarks/results/run_<name>_<device>.json`` (or ``--out``):
-``{"kind": "run", "profile", "environment", "wall_seconds", "stage_seconds", "models", "parameters",
-"evaluate"}``; ``docs/gen.py`` renders it (:func:`run_section`) on the Benchmarks page.
+``{"kind": "run", "profile", "environment", "wall_seconds", "stage_seconds" ([stage, seconds] in run order),
+"models", "parameters", "architectures", "attacks", "evaluate"}``; ``docs/gen.py`` renders it (:func:`run_section`) on the Benchmarks page.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def record(root: Path, log: Path | None, wall_seconds: float | None) -> dict[str
     stages = stage_seconds(log.read_text(errors="replace")) if log is not None else {}
     total = wall_seconds if wall_seconds is not None else (round(sum(stages.values()), 1) if stages else None)
     return {"kind": "run", "profile": params.profile, "environment": environment("cpu"),
-            "wall_seconds": total, "stage_seconds": stages, "models": runs, "parameters": parameters,
+            "wall_seconds": total, "stage_seconds": [[stage, sec] for stage, sec in stages.items()], "models": runs, "parameters": parameters,
             "architectures": {m.label: m.name for m in params.train.runs()},
             "attacks": [{"name": a.name, "budgets": list(a.budgets)} for a in params.attack.attacks],
             "evaluate": json.loads(metrics_path.read_text())}

@@ -704,7 +704,7 @@ def run_section(d: Mapping[str, Any]) -> str:
                        _cell(ft.get("none", {}), f"worst_case_{top}", ci=True),
                        _cell(ft.get("purified", {}), f"worst_case_{top}", ci=True)])
     attacks = ", ".join(f"{a['name']} at {', '.join(map(str, a['budgets']))}" for a in d.get("attacks", []))
-    stages = ", ".join(f"{k} {v:.0f} s" for k, v in d.get("stage_seconds", {}).items())
+    stages = ", ".join(f"{k} {v:.0f} s" for k, v in d.get("stage_seconds") or [])
     wall = d.get("wall_seconds")
     lines = [f"Profile `{d.get('profile')}`; attacks {attacks}. PSNR (dB), mean over the test images, 95 % "
              "bootstrap interval in brackets; *worst* is each image's worst PSNR over the attack suite, averaged. "
