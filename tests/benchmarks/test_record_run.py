@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 
 import torch
 import yaml
 
 from benchmarks.record_run import main, stage_seconds
-from tests.pipeline_fixtures import ROOT, tiny_params
+from tests.docs_module import load_docs_gen
+from tests.pipeline_fixtures import tiny_params
 from udcshield.models.checkpoint import save_checkpoint
 from udcshield.models.registry import create_restorer
 
@@ -28,11 +27,7 @@ def _cell(v: float) -> dict:
 
 
 def _gen():
-    spec = importlib.util.spec_from_file_location("udcshield_docs_gen_rr", ROOT / "docs" / "gen.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_docs_gen("udcshield_docs_gen_rr")
 
 
 def test_stage_seconds_from_the_prefect_log():

@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from benchmarks.store_encoding import adversarial_set, main
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.docs_module import load_docs_gen
 
 
 def _gen():
-    spec = importlib.util.spec_from_file_location("udcshield_docs_gen_store_encoding", ROOT / "docs" / "gen.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_docs_gen("udcshield_docs_gen_store_encoding")
 
 
 def test_adversarial_set_is_made_of_8_bit_levels():
