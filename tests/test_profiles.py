@@ -20,6 +20,12 @@ from udcshield.preflight import preflight
 from udcshield.profiles import compose_profile, list_profiles
 
 CONF = ROOT / "conf"
+#: The seven restorers of the study; the registry holds them, the ResUNets, and test-only registrations (test_*).
+STUDY_RESTORERS = {"discnet", "uformer", "dagf", "dwformer", "bnudc", "srudc", "udcunet"}
+
+
+def test_the_registry_holds_the_study_restorers():
+    assert {n for n in list_restorers() if not n.startswith(("resunet", "test_"))} == STUDY_RESTORERS
 
 
 def test_the_four_profiles_exist_and_dvc_composes_them():
@@ -45,7 +51,7 @@ def test_every_profile_loads_and_passes_preflight(name):
 def test_study_holds_the_study_settings():
     p = params_from_dict(compose_profile("study", conf_dir=CONF))
     assert p.simulate.patch_size == 256 and p.train.crop_size == 256 and p.train.batch_size == 16
-    assert {m.name for m in p.train.models} == set(list_restorers()) - {"resunet", "resunet_tiny"}
+    assert {m.name for m in p.train.models} == STUDY_RESTORERS and len(p.train.models) == 7
     assert all(m.kwargs == {"size": "paper"} for m in p.train.models)
     attacks = {a.name: a for a in p.attack.attacks}
     assert attacks["pgd"].budgets == (1, 2, 4, 8) and attacks["pgd"].kwargs["steps"] == 20
@@ -58,7 +64,7 @@ def test_study_holds_the_study_settings():
 
 def test_zoo_runs_the_seven_restorers_and_the_resunet():
     p = params_from_dict(compose_profile("zoo", conf_dir=CONF))
-    assert sorted(m.name for m in p.train.models) == sorted(set(list_restorers()) - {"resunet_tiny"})
+    assert sorted(m.name for m in p.train.models) == sorted(STUDY_RESTORERS | {"resunet"})
     assert all(m.kwargs == {"size": "tiny"} for m in p.train.models if m.name != "resunet")
 
 
