@@ -9,7 +9,6 @@ simulator's limits, image sizes against ``simulate.patch_size``) are in :mod:`ud
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -30,7 +29,7 @@ from udcshield.config.runtime import (
     RunnerConfig,
 )
 from udcshield.config.simulate import SimulateConfig
-from udcshield.config.training import FinetuneConfig, PurifierConfig, TrainConfig
+from udcshield.config.training import NAME_LABEL, FinetuneConfig, PurifierConfig, TrainConfig
 
 __all__ = ["SECTIONS", "Params", "load_params", "params_from_dict"]
 
@@ -62,7 +61,7 @@ class Params:
         """Every section's own checks, then the checks that span sections."""
         if self.seed < 0:
             raise ConfigError(f"seed must be >= 0, got {self.seed}")
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", self.profile):
+        if not NAME_LABEL.fullmatch(self.profile):
             raise ConfigError(f"profile must be a profile name (letters, digits, '_', '-'), got {self.profile!r}")
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)

@@ -23,8 +23,10 @@ from udcshield.config.base import (
 __all__ = ["FinetuneConfig", "ModelSpec", "PurifierConfig", "TrainConfig", "replicate_name"]
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
-_FACTORY_REFERENCE = re.compile(rf"{_IDENT}(?:\.{_IDENT})*:{_IDENT}(?:\.{_IDENT})*")
-_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+#: ``module:callable`` (dotted identifiers on both sides of one ``:``): a restorer factory outside the registry.
+FACTORY_REFERENCE = re.compile(rf"{_IDENT}(?:\.{_IDENT})*:{_IDENT}(?:\.{_IDENT})*")
+#: A model label or profile name: it names folders, stage units and record rows.
+NAME_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
 
 def replicate_name(label: str, seed: int) -> str:
@@ -68,7 +70,7 @@ class ModelSpec:
         if not self.name:
             raise ConfigError(f"{where}.name must be a non-empty restorer name")
         if ":" in self.name:
-            if not _FACTORY_REFERENCE.fullmatch(self.name):
+            if not FACTORY_REFERENCE.fullmatch(self.name):
                 raise ConfigError(f"{where}.name {self.name!r} must be a registered restorer, an entry point name, or "
                                   "a factory reference 'module:callable' (dotted Python identifiers, e.g. "
                                   "'mypkg.nets:make_net')")
@@ -76,7 +78,7 @@ class ModelSpec:
                 raise ConfigError(f"{where}.label is required when {where}.name is a factory reference "
                                   f"({self.name!r}): the model's identity in paths and reports, e.g. "
                                   f"{self.name.rpartition(':')[2].rpartition('.')[2]!r}")
-        if self.label is not None and self.label != self.name and not _LABEL.fullmatch(self.label):
+        if self.label is not None and self.label != self.name and not NAME_LABEL.fullmatch(self.label):
             raise ConfigError(f"{where}.label {self.label!r} must be letters, digits, '_' and '-' (starting with a "
                               "letter or digit): it names folders and stage units")
         if self.weights is not None and not self.weights.strip():

@@ -24,7 +24,6 @@ import importlib
 import importlib.metadata
 import inspect
 import json
-import re
 import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -33,6 +32,8 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
+from udcshield.config.training import FACTORY_REFERENCE
+
 __all__ = ["register_restorer", "create_restorer", "restorer_arguments", "list_restorers", "check_image_batch",
            "init_from_generator", "resolve_restorer", "is_factory_reference", "ENTRY_POINT_GROUP",
            "entry_point_restorers"]
@@ -40,8 +41,6 @@ __all__ = ["register_restorer", "create_restorer", "restorer_arguments", "list_r
 _RESTORERS: dict[str, Callable[..., nn.Module]] = {}
 #: Python entry-point group through which installed distributions declare restorers.
 ENTRY_POINT_GROUP = "udcshield.restorers"
-_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
-_FACTORY_REFERENCE = re.compile(rf"{_IDENT}(?:\.{_IDENT})*:{_IDENT}(?:\.{_IDENT})*")
 
 F = TypeVar("F", bound=Callable[..., nn.Module])
 
@@ -79,7 +78,7 @@ def list_restorers() -> list[str]:
 
 def is_factory_reference(name: str) -> bool:
     """Whether ``name`` has the form ``"module:callable"`` (dotted identifiers on both sides of one ``:``)."""
-    return isinstance(name, str) and _FACTORY_REFERENCE.fullmatch(name) is not None
+    return isinstance(name, str) and FACTORY_REFERENCE.fullmatch(name) is not None
 
 
 def entry_point_restorers() -> dict[str, str]:
